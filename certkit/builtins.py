@@ -1,0 +1,39 @@
+"""certkit's own components, registered through the same hooks as any outside plugin."""
+
+from __future__ import annotations
+
+from certkit import hookimpl
+from certkit.certifiers.cohen import CohenCertifier
+from certkit.data import BUILTIN_DATASETS
+from certkit.smoothers import GaussianSmoother
+
+
+@hookimpl
+def certkit_register_smoothers(register) -> None:
+    register("gaussian", GaussianSmoother, description="N(0, sigma^2 I) in [0,1] pixel space; L2 radius sigma * Phi^-1(pA)")
+
+
+@hookimpl
+def certkit_register_certifiers(register) -> None:
+    register("cohen", CohenCertifier, description="Cohen et al. 2019 CERTIFY: N0 selects, N estimates, Clopper-Pearson bound")
+
+
+@hookimpl
+def certkit_register_datasets(register) -> None:
+    for name, entry in BUILTIN_DATASETS.items():
+        register(name, entry, description=entry.description)
+
+
+@hookimpl
+def certkit_register_commands(register) -> None:
+    from certkit.cli.certify_cmd import certify
+    from certkit.cli.config_cmd import config
+    from certkit.cli.plugins_cmd import plugins_command
+    from certkit.cli.predict_cmd import predict
+    from certkit.cli.report_cmd import report
+
+    register("certify", certify)
+    register("predict", predict)
+    register("report", report, description="Certified accuracy table (rich, Markdown, CSV) and plot from results files.")
+    register("plugins", plugins_command)
+    register("config", config)

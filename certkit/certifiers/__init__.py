@@ -1,0 +1,1 @@
+"""Certifiers: statistics that turn vote counts into certificates."""

@@ -1,0 +1,57 @@
+"""``certkit predict``: the smoothed classifier's predictions, abstaining when undecided."""
+
+from __future__ import annotations
+
+import csv
+
+from rich.console import Console
+
+from certkit.cli import options as opt
+from certkit.cli.progress import ImageProgress
+from certkit.config import load_settings
+from certkit.workflows.certify import CertifyJob
+from certkit.workflows.predict import run_predict
+
+
+def predict(
+    model: opt.Model = None,
+    sigma: opt.Sigma = None,
+    data: opt.Data = None,
+    data_path: opt.DataPath = None,
+    split: opt.Split = None,
+    checkpoint: opt.Checkpoint = None,
+    n: opt.N = None,
+    alpha: opt.Alpha = None,
+    batch: opt.Batch = None,
+    skip: opt.Skip = None,
+    max_images: opt.Max = None,
+    seed: opt.Seed = None,
+    out: opt.Out = None,
+    device: opt.Device = None,
+    overwrite: opt.Overwrite = False,
+    config_file: opt.ConfigFile = None,
+) -> None:
+    """Predict with the smoothed classifier (Cohen et al. PREDICT) and print its accuracy."""
+    overrides = {
+        "certify.model": model, "certify.sigma": sigma, "certify.data": data, "certify.split": split,
+        "predict.n": n, "predict.alpha": alpha, "certify.batch": batch, "certify.skip": skip,
+        "certify.max": max_images, "seed": seed, "device": device,
+    }
+    settings, _ = load_settings(config_file, overrides)
+    c, p = settings.certify, settings.predict
+    job = CertifyJob(
+        model=c.model, sigma=c.sigma, data=c.data, n0=0, n=p.n, alpha=p.alpha, batch=c.batch,
+        seed=settings.seed, checkpoint=checkpoint, data_path=data_path, split=c.split, smoother=c.smoother,
+        engine=c.engine, skip=c.skip, max=c.max, device=settings.device, out=out,
+        output_dir=settings.output_dir, overwrite=overwrite,
+    )
+    model_config = settings.models.get(c.model)
+    console = Console()
+    with ImageProgress(console) as progress:
+        outcome = run_predict(job, settings.datasets, model_config.checkpoints if model_config else None, progress)
+    with open(outcome.path, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    correct = sum(int(r["correct"]) for r in rows)
+    abstained = sum(int(r["predict"]) == -1 for r in rows)
+    console.print(f"accuracy of the smoothed classifier: {correct / max(len(rows), 1):.1%} ({correct}/{len(rows)}), abstained on {abstained}")
+    console.print(f"results: {outcome.path}")

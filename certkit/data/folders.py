@@ -1,0 +1,161 @@
+"""Image folders: ``root/<class>/<image>`` (optionally under ``root/<split>/``), and ImageNet.
+
+Classes are the sorted subdirectory names, as in torchvision's ImageFolder, so label
+indices agree with models trained on it. Images are found directly inside each class
+directory (not recursively): a stray ``train/`` and ``val/`` then reads as a split layout
+instead of as two classes. Images are read lazily; a corrupt one is reported by name when
+it is read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torchvision import transforms
+from torchvision.transforms.functional import pil_to_tensor
+
+from certkit.data.base import DatasetInfo, ImageDataset, path_fix, require_dir
+from certkit.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+Transform = Callable[[Image.Image], torch.Tensor]
+
+
+def _subdirs(path: Path) -> list[Path]:
+    """Visible subdirectories, sorted (hidden ones such as .ipynb_checkpoints are not classes)."""
+    with os.scandir(path) as entries:
+        return sorted(Path(e.path) for e in entries if e.is_dir() and not e.name.startswith("."))
+
+
+def _is_image(entry: os.DirEntry[str]) -> bool:
+    return entry.is_file() and not entry.name.startswith(".") and entry.name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _images(path: Path) -> list[Path]:
+    with os.scandir(path) as entries:
+        return sorted(Path(e.path) for e in entries if _is_image(e))
+
+
+def _has_images(path: Path) -> bool:
+    with os.scandir(path) as entries:
+        return any(_is_image(e) for e in entries)
+
+
+def open_rgb(path: Path) -> Image.Image:
+    """The decoded RGB image at ``path``, or a DataError that names the file."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")  # convert() decodes, so truncation shows up here
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"cannot read image {path}: {err}.", "Remove or replace the file.") from None
+
+
+def image_size_of(path: Path) -> tuple[int, int]:
+    """(H, W) of the image at ``path`` from its header, without decoding the pixels."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"cannot read image {path}: {err}.", "Remove or replace the file.") from None
+    return height, width
+
+
+def split_root(root: Path, split: str, layout: str) -> Path:
+    """``root/<split>`` if it exists; else ``root`` when it holds class folders directly."""
+    if (root / split).is_dir():
+        return root / split
+    subdirs = _subdirs(root)
+    # root/<other split>/<class>/...: subdirectories hold folders, not images
+    split_dirs = [d.name for d in subdirs if _subdirs(d) and not _has_images(d)]
+    if split_dirs and len(split_dirs) == len(subdirs):
+        raise DataError(
+            f"split {split!r} not found in {root} (it has {', '.join(split_dirs)}).",
+            f"Choose one of: {', '.join(split_dirs)}; expected layout {layout}.",
+        )
+    return root
+
+
+class ImageFolderDataset(ImageDataset):
+    """Images under ``root/<class>/``; labels are indices into the sorted class names.
+
+    Without a ``transform`` images keep their size, which must be the same for all of
+    them (a model takes one input size); the first image sets it.
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        split: str,
+        name: str,
+        layout: str,
+        transform: Transform | None = None,
+        output_size: tuple[int, int] | None = None,
+        fix: str | None = None,
+    ) -> None:
+        root = split_root(require_dir(path, name), split, layout)
+        fix = fix or f"Expected layout {layout}. {path_fix(name)}"
+        class_dirs = _subdirs(root)
+        if not class_dirs:
+            found = "images lie directly in" if _has_images(root) else "no class subdirectories in"
+            raise DataError(f"{found} {root}.", fix)
+        self.samples = [(p, label) for label, d in enumerate(class_dirs) for p in _images(d)]
+        if not self.samples:
+            raise DataError(f"no images found under {root} (extensions {', '.join(IMAGE_EXTENSIONS)}).", fix)
+        self.transform = transform
+        if output_size is None:
+            output_size = image_size_of(self.samples[0][0])
+        self.info = DatasetInfo(
+            name=name,
+            split=split,
+            num_classes=len(class_dirs),
+            class_names=tuple(d.name for d in class_dirs),
+            image_size=output_size,
+            channels=3,
+            source=str(root),
+        )
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[i]
+        image = open_rgb(path)
+        if self.transform is not None:
+            return self.transform(image), label
+        if (image.height, image.width) != self.info.image_size:
+            first = self.samples[0][0]
+            raise DataError(
+                f"image {path} is {image.height}x{image.width} (HxW) but {first} is "
+                f"{self.info.image_size[0]}x{self.info.image_size[1]}; all images must share one size.",
+                "Resize the images to one size, or use the imagenet dataset, which resizes and crops.",
+            )
+        return pil_to_tensor(image).to(torch.float32).div(255), label
+
+
+def image_folder(path: Path | None, split: str) -> ImageFolderDataset:
+    """Registry factory for ``image-folder``: RGB images as they are, no resizing."""
+    layout = "root/<class>/<image>.png or root/<split>/<class>/<image>.png"
+    return ImageFolderDataset(path, split, "image-folder", layout)
+
+
+#: ImageNet evaluation preprocessing of Cohen et al. and DMAE: shorter side to 256
+#: (bilinear), central 224x224 crop, [0, 1] tensor; normalization is the model's job.
+IMAGENET_TRANSFORM = transforms.Compose(
+    [transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()]
+)
+
+
+def imagenet(path: Path | None, split: str) -> ImageFolderDataset:
+    """Registry factory for ``imagenet``: ``path/<split>/<wnid>/*.JPEG`` or ``path`` = the split dir."""
+    layout = "root/<split>/<wnid>/<image>.JPEG"
+    fix = (
+        f"Expected layout {layout}; sort the flat validation set into wnid folders "
+        f"(e.g. with valprep.sh). {path_fix('imagenet')}"
+    )
+    return ImageFolderDataset(
+        path, split, "imagenet", layout, IMAGENET_TRANSFORM, output_size=(224, 224), fix=fix
+    )

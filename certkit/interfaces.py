@@ -1,0 +1,195 @@
+"""The contracts between certkit's core and its plugins.
+
+Everything here is small on purpose: a plugin implements one of these protocols and
+registers it under a name (see :mod:`certkit.hookspecs`). Images are always float tensors
+in [0, 1] pixel space, ``[B, C, H, W]``; noise is added in that space and normalization is
+the model's first step, so certified radii are in [0,1]-pixel L2 units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from certkit.errors import DataError
+
+#: The class index a smoothed classifier reports when it declines to decide.
+ABSTAIN = -1
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a base classifier expects, carried with the model and its checkpoints.
+
+    ``mean``/``std`` are applied *inside* the model; callers pass [0, 1] images.
+    ``sigma`` is the noise level the model was trained for (None when unknown).
+    """
+
+    image_size: tuple[int, int]
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    num_classes: int
+    class_names: tuple[str, ...] = ()
+    sigma: float | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError(f"mean/std need {self.channels} values, got {self.mean}, {self.std}")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InputSpec:
+        return cls(
+            image_size=tuple(data["image_size"]),  # type: ignore[arg-type]
+            channels=int(data["channels"]),
+            mean=tuple(float(v) for v in data["mean"]),
+            std=tuple(float(v) for v in data["std"]),
+            num_classes=int(data["num_classes"]),
+            class_names=tuple(data.get("class_names") or ()),
+            sigma=None if data.get("sigma") is None else float(data["sigma"]),
+        )
+
+    def check_data(self, channels: int, image_size: tuple[int, int], num_classes: int, source: str) -> None:
+        """Refuse data that does not fit the model, instead of silently resizing it."""
+        if channels != self.channels or tuple(image_size) != tuple(self.image_size):
+            raise DataError(
+                f"{source} has {channels}x{image_size[0]}x{image_size[1]} images but the model "
+                f"expects {self.channels}x{self.image_size[0]}x{self.image_size[1]}.",
+                "Use a dataset that matches the model's input spec, or a model trained for this data.",
+            )
+        if num_classes > self.num_classes:
+            raise DataError(
+                f"{source} has {num_classes} classes but the model predicts only {self.num_classes}.",
+                "Use a model trained on this dataset.",
+            )
+
+
+@runtime_checkable
+class BaseClassifier(Protocol):
+    """A model f: [0,1] images ``[B, C, H, W]`` -> logits ``[B, num_classes]``.
+
+    Any ``torch.nn.Module`` with an ``input_spec`` attribute qualifies.
+    """
+
+    input_spec: InputSpec
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+class Smoother(Protocol):
+    """A smoothing distribution: how noise is drawn and what radius a bound certifies."""
+
+    name: str
+    sigma: float
+
+    def perturb(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Return noisy copies of ``images`` ([B, C, H, W], [0,1] space, no clipping)."""
+        ...
+
+    def radius(self, p_lower: float) -> float:
+        """The certified radius for a lower bound ``p_lower`` > 1/2 on the top-class probability."""
+        ...
+
+
+#: ``sample(stage, num)`` returns class counts (``np.int64``, length num_classes) of the base
+#: classifier over ``num`` fresh noisy copies of one image. ``stage`` names an independent noise
+#: stream ("selection", "estimation", ...), so samples of one stage never reuse another's noise.
+CountSampler = Callable[[str, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """What a certifier concludes about one image.
+
+    ``prediction`` is ABSTAIN or a class; ``radius`` is 0.0 when abstaining. ``samples`` counts
+    every noisy forward pass spent on the image (all stages); ``count`` is how many of the
+    ``n`` estimation samples hit the candidate class, ``selection_count`` its hits among the
+    selection samples.
+    """
+
+    prediction: int
+    radius: float
+    p_lower: float
+    samples: int
+    n: int
+    count: int
+    selection_count: int
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Cohen's PREDICT outcome: a class or ABSTAIN, with the test behind it."""
+
+    prediction: int
+    samples: int
+    count_top: int
+    count_second: int
+    p_value: float
+
+
+@dataclass(frozen=True)
+class CertifySettings:
+    """The Monte Carlo budget and confidence a certifier works with."""
+
+    n0: int
+    n: int
+    alpha: float
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Certifier(Protocol):
+    """Turns noisy-sample counts of one image into a certificate.
+
+    A certifier never sees the model: it asks ``sample`` for counts, which keeps it testable
+    with base classifiers whose probabilities are known, and lets engines batch across images.
+    """
+
+    name: str
+
+    def check(self, settings: CertifySettings) -> None:
+        """Raise :class:`certkit.errors.CertkitError` when ``settings`` can never certify."""
+        ...
+
+    def certify(self, sample: CountSampler, smoother: Smoother, settings: CertifySettings) -> Certificate: ...
+
+
+@dataclass(frozen=True)
+class CorruptedBatch:
+    """A corrupted batch: the pixels, plus anything the model needs to see the corruption
+    (e.g. a patch mask applied after patch embedding)."""
+
+    images: torch.Tensor
+    extras: Mapping[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Corruption(Protocol):
+    """A training-time corruption (noise, masking, ...)."""
+
+    name: str
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> CorruptedBatch: ...
+
+
+@dataclass
+class LossOutput:
+    """A training objective's result: the loss to minimise and numbers worth logging."""
+
+    loss: torch.Tensor
+    logs: dict[str, float] = field(default_factory=dict)
+
+
+class PretrainObjective(Protocol):
+    """A pretraining objective: how a model learns from corrupted unlabeled images."""
+
+    name: str
+
+    def __call__(self, model: torch.nn.Module, images: torch.Tensor, generator: torch.Generator | None = None) -> LossOutput: ...

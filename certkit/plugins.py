@@ -1,0 +1,227 @@
+"""Plugin loading and the registries that registrar hooks fill.
+
+Built-in components live in :mod:`certkit.builtins` and register through the same hooks as
+outside plugins. Entry points of group ``certkit`` load lazily, once. A plugin that fails to
+import or to register is recorded (name and error) and skipped, so one broken plugin never
+takes the CLI down; ``certkit plugins`` shows it.
+
+Environment:
+- ``CERTKIT_DISABLE_PLUGIN_AUTOLOAD=1``: load no entry points (built-ins only).
+- ``CERTKIT_BLOCK_PLUGINS=a,b``: skip the entry points named ``a`` and ``b``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from certkit import __version__, hookspecs
+from certkit.errors import PluginError
+
+ENTRY_POINT_GROUP = "certkit"
+DISABLE_AUTOLOAD_ENV = "CERTKIT_DISABLE_PLUGIN_AUTOLOAD"
+BLOCK_ENV = "CERTKIT_BLOCK_PLUGINS"
+BUILTIN_PLUGINS = ("certkit.builtins",)
+
+#: registry kind -> the registrar hook that fills it
+KINDS = {
+    "models": "certkit_register_models",
+    "corruptions": "certkit_register_corruptions",
+    "objectives": "certkit_register_objectives",
+    "smoothers": "certkit_register_smoothers",
+    "certifiers": "certkit_register_certifiers",
+    "datasets": "certkit_register_datasets",
+    "commands": "certkit_register_commands",
+}
+
+
+@dataclass(frozen=True)
+class Component:
+    """One registered thing: a model factory, a certifier factory, a dataset entry, ..."""
+
+    kind: str
+    name: str
+    obj: Any
+    plugin: str
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PluginInfo:
+    """A plugin as ``certkit plugins`` shows it; ``error`` is set when it failed to load."""
+
+    name: str
+    version: str
+    source: str
+    error: str | None = None
+    blocked: bool = False
+
+
+class Registry:
+    """Name -> component for one kind; the core decides what a duplicate means."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._by_name: dict[str, Component] = {}
+        self._canonical: list[Component] = []
+
+    def add(self, component: Component) -> None:
+        for key in (component.name, *component.aliases):
+            clash = self._by_name.get(key)
+            if clash is not None:
+                raise PluginError(
+                    f"{self.kind[:-1]} name '{key}' is registered twice: by plugin '{clash.plugin}' "
+                    f"and by plugin '{component.plugin}'.",
+                    f"Uninstall one of them or block it with {BLOCK_ENV}=<name>.",
+                )
+        for key in (component.name, *component.aliases):
+            self._by_name[key] = component
+        self._canonical.append(component)
+
+    def get(self, name: str) -> Component:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            known = ", ".join(sorted(self._by_name)) or "none"
+            raise PluginError(
+                f"unknown {self.kind[:-1]} '{name}'.",
+                f"Known {self.kind}: {known}. Run 'certkit plugins' to see what each plugin provides.",
+            ) from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._by_name
+
+    def __iter__(self) -> Iterator[Component]:
+        return iter(self._canonical)
+
+    def names(self) -> list[str]:
+        return sorted(c.name for c in self._canonical)
+
+
+class PluginHost:
+    """Owns the pluggy manager; loads plugins on first use and builds registries on demand."""
+
+    def __init__(self) -> None:
+        self._pm: pluggy.PluginManager | None = None
+        self._registries: dict[str, Registry] = {}
+        self._infos: dict[str, PluginInfo] = {}
+
+    @property
+    def manager(self) -> pluggy.PluginManager:
+        if self._pm is None:
+            self._pm = self._load()
+        return self._pm
+
+    def _load(self) -> pluggy.PluginManager:
+        pm = pluggy.PluginManager("certkit")
+        pm.add_hookspecs(hookspecs)
+        for module_name in BUILTIN_PLUGINS:
+            pm.register(importlib.import_module(module_name), name=module_name)
+            self._infos[module_name] = PluginInfo(module_name, __version__, "builtin")
+        if os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip() not in ("", "0", "false", "no"):
+            return pm
+        blocked = {n.strip() for n in os.environ.get(BLOCK_ENV, "").split(",") if n.strip()}
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in self._infos:
+                continue  # the same distribution seen twice on sys.path
+            version = ep.dist.version if ep.dist is not None else "?"
+            info = PluginInfo(ep.name, version, f"entry point {ep.value}")
+            self._infos[ep.name] = info
+            if ep.name in blocked:
+                info.blocked = True
+                continue
+            try:
+                pm.register(ep.load(), name=ep.name)
+            except Exception as exc:  # a broken plugin is reported, never fatal
+                info.error = f"{type(exc).__name__}: {exc}"
+        self._drop_invalid(pm)
+        return pm
+
+    def _drop_invalid(self, pm: pluggy.PluginManager) -> None:
+        """check_pending turns a misspelled hook implementation into a reported error."""
+        while True:
+            try:
+                pm.check_pending()
+                return
+            except pluggy.PluginValidationError as exc:
+                name = pm.get_name(exc.plugin) or str(exc.plugin)
+                pm.unregister(exc.plugin)
+                if name in self._infos:
+                    self._infos[name].error = f"invalid hook implementation: {exc}"
+
+    def registry(self, kind: str) -> Registry:
+        """The registry of ``kind`` (see :data:`KINDS`), filled by calling each plugin's hook."""
+        if kind not in self._registries:
+            self._registries[kind] = self._build(kind)
+        return self._registries[kind]
+
+    def _build(self, kind: str) -> Registry:
+        registry = Registry(kind)
+        caller = getattr(self.manager.hook, KINDS[kind])
+        # Call implementations one at a time so each component is attributed to its plugin
+        # and a plugin whose hook raises is dropped without losing the others.
+        for impl in reversed(caller.get_hookimpls()):
+            staged: list[Component] = []
+
+            def register(name: str, component: Any, *, aliases: tuple[str, ...] = (), description: str = "", **details: Any) -> None:
+                staged.append(Component(kind, name, component, impl.plugin_name, tuple(aliases), description, details))
+
+            try:
+                impl.function(register=register)
+            except Exception as exc:
+                info = self._infos.get(impl.plugin_name)
+                if info is not None:
+                    info.error = f"{KINDS[kind]} failed: {type(exc).__name__}: {exc}"
+                continue
+            for component in staged:
+                registry.add(component)
+        return registry
+
+    def register_plugin(self, plugin: object, name: str) -> None:
+        """Add a plugin object at run time (tests, notebooks); registries are rebuilt."""
+        self.manager.register(plugin, name=name)
+        self._infos[name] = PluginInfo(name, getattr(plugin, "__version__", "0"), "registered at run time")
+        self._drop_invalid(self.manager)
+        self._registries.clear()
+
+    def unregister_plugin(self, name: str) -> None:
+        self.manager.unregister(name=name)
+        self._infos.pop(name, None)
+        self._registries.clear()
+
+    def plugins(self) -> list[PluginInfo]:
+        self.manager  # noqa: B018 - loading fills the infos
+        return list(self._infos.values())
+
+    def components_of(self, plugin: str) -> list[Component]:
+        return [c for kind in KINDS for c in self.registry(kind) if c.plugin == plugin]
+
+
+_host: PluginHost | None = None
+
+
+def host() -> PluginHost:
+    """The process-wide plugin host (created on first use)."""
+    global _host
+    if _host is None:
+        _host = PluginHost()
+    return _host
+
+
+def reset() -> None:
+    """Forget loaded plugins and registries (tests, and after installing a plugin)."""
+    global _host
+    _host = None
+
+
+def get(kind: str, name: str) -> Component:
+    """Shortcut: ``get("models", "vit-b")``."""
+    return host().registry(kind).get(name)

@@ -1,0 +1,1 @@
+"""Results files: writing (per-image rows + metadata sidecar), reading, metrics and reports."""

@@ -1,0 +1,171 @@
+"""Summary rows for one or more results files, rendered as a rich table, Markdown and CSV.
+
+The table and Markdown show certified accuracy in percent with one decimal, as the papers
+do, so numbers can be compared with published tables at a glance. The CSV keeps raw
+fractions and seconds at full precision, for downstream analysis.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.table import Table
+
+from certkit.results.metrics import average_certified_radius, certified_accuracy
+from certkit.results.metrics import envelope as envelope_curve
+from certkit.results.reader import ResultsFile
+
+ENVELOPE_LABEL = "envelope (best σ)"
+MISSING = "—"
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One line of the report: a results file, or the envelope over all files."""
+
+    label: str
+    certified: list[float]  # fraction in [0, 1] at each radius of the report
+    acr: float  # NaN where undefined (the envelope)
+    images: int
+    abstain_rate: float  # NaN where undefined (the envelope)
+    mean_samples: float | None  # None when the file has no `n` column (Cohen's format)
+    total_samples: int | None
+    wall_time: float  # seconds; for the envelope, the cost of all runs it is made of
+
+
+def build_report(
+    results: Sequence[ResultsFile], radii: Sequence[float], envelope: bool = False
+) -> tuple[list[float], list[ReportRow]]:
+    """One row per file (in the given order), plus the best-over-files row if ``envelope``."""
+    radii = [float(r) for r in radii]
+    rows = [_file_row(result, radii) for result in results]
+    if envelope and results:
+        rows.append(
+            ReportRow(
+                label=ENVELOPE_LABEL,
+                certified=[float(a) for a in envelope_curve(results, radii)],
+                acr=math.nan,  # the envelope is not one classifier, so it has no ACR
+                images=max(len(r.idx) for r in results),
+                abstain_rate=math.nan,
+                mean_samples=None,
+                total_samples=None,
+                wall_time=sum(row.wall_time for row in rows),
+            )
+        )
+    return radii, rows
+
+
+def _file_row(result: ResultsFile, radii: list[float]) -> ReportRow:
+    images = len(result.idx)
+    samples = result.samples
+    has_samples = samples is not None and images > 0
+    return ReportRow(
+        label=result.label_text,
+        certified=[float(a) for a in certified_accuracy(result, radii)],
+        acr=average_certified_radius(result),
+        images=images,
+        abstain_rate=float(np.mean(result.predict == -1)) if images else math.nan,
+        mean_samples=float(np.mean(samples)) if has_samples else None,
+        total_samples=int(np.sum(samples)) if has_samples else None,
+        wall_time=float(np.sum(result.time)),
+    )
+
+
+def render_table(radii: Sequence[float], rows: Sequence[ReportRow], width: int | None = None) -> Table:
+    """Rich table: certified accuracy (%) per radius, ACR, abstentions, samples and time.
+
+    One column per radius, as in the papers; when that would not fit in ``width`` terminal
+    columns, the table is transposed (one row per radius) rather than cropped.
+    """
+    header = ["model", "images", *(f"r={r:g}" for r in radii), "ACR", "abstain", "samples/img", "time"]
+    cells = [_cells(row) for row in rows]
+    needed = sum(max(len(h), *(len(c[i]) for c in cells)) + 3 for i, h in enumerate(header))
+    if width is not None and needed > width:
+        return _transposed(header, cells)
+    table = Table(title="Certified accuracy (%) at L2 radius", title_justify="left")
+    table.add_column("model", style="bold")
+    for name in header[1:]:
+        table.add_column(name, justify="right")
+    for row, row_cells in zip(rows, cells):
+        table.add_row(*row_cells, style="italic" if row.label == ENVELOPE_LABEL else None)
+    return table
+
+
+def _transposed(header: Sequence[str], cells: Sequence[Sequence[str]]) -> Table:
+    table = Table(title="Certified accuracy (%) at L2 radius", title_justify="left")
+    table.add_column("", style="bold")
+    for row_cells in cells:
+        table.add_column(row_cells[0], justify="right")
+    for i, name in enumerate(header[1:], start=1):
+        table.add_row(name, *(row_cells[i] for row_cells in cells))
+    return table
+
+
+def write_markdown(path: Path, radii: Sequence[float], rows: Sequence[ReportRow]) -> None:
+    """GitHub-flavoured Markdown table with the same cells as the terminal table."""
+    header = ["model", "images", *(f"r={r:g}" for r in radii), "ACR", "abstain", "samples/img", "time"]
+    align = ["---", "---:", *("---:" for _ in radii), "---:", "---:", "---:", "---:"]
+    lines = [
+        "Certified accuracy (%) at L2 radius.",
+        "",
+        _md_line(header),
+        _md_line(align),
+        *(_md_line([cell.replace("|", "\\|") for cell in _cells(row)]) for row in rows),
+    ]
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_csv(path: Path, radii: Sequence[float], rows: Sequence[ReportRow]) -> None:
+    """Raw numbers (fractions, seconds); empty cells where a value is undefined."""
+    with Path(path).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["label", "images", *(f"certified_acc@{r:g}" for r in radii),
+             "acr", "abstain_rate", "mean_samples", "total_samples", "wall_time_s"]
+        )
+        for row in rows:
+            writer.writerow(
+                [row.label, row.images, *(_raw(a) for a in row.certified), _raw(row.acr), _raw(row.abstain_rate),
+                 _raw(row.mean_samples), _raw(row.total_samples), _raw(row.wall_time)]
+            )
+
+
+def _cells(row: ReportRow) -> list[str]:
+    return [
+        row.label,
+        str(row.images),
+        *(_percent(a) for a in row.certified),
+        MISSING if math.isnan(row.acr) else f"{row.acr:.3f}",
+        _percent(row.abstain_rate),
+        MISSING if row.mean_samples is None else f"{row.mean_samples:,.0f}",
+        _duration(row.wall_time),
+    ]
+
+
+def _percent(fraction: float) -> str:
+    return MISSING if math.isnan(fraction) else f"{100 * fraction:.1f}"
+
+
+def _duration(seconds: float) -> str:
+    if math.isnan(seconds):
+        return MISSING
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _raw(value: float | int | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _md_line(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"

@@ -1,0 +1,1 @@
+"""Workflows: what the CLI commands do, callable from Python."""

@@ -1,0 +1,51 @@
+"""``certkit predict``: the smoothed classifier's prediction (Cohen's PREDICT) per image."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from certkit import plugins
+from certkit.certifiers.cohen import check_predict, predict
+from certkit.engines import TorchEngine
+from certkit.results.writer import ResultsWriter
+from certkit.sampling import MonteCarloSampler
+from certkit.workflows.certify import CertifyJob, CertifyOutcome, Progress, _Silent, default_output, metadata, now, prepare
+
+PREDICT_COLUMNS = ("idx", "label", "predict", "correct", "time", "n", "count_top", "count_second", "p_value")
+PREDICT_METHOD = "cohen-predict"
+
+
+def run_predict(job: CertifyJob, configured_datasets: Mapping[str, Any], configured_checkpoints: Mapping[float, Path] | None = None, progress: Progress | None = None) -> CertifyOutcome:
+    """Predict every selected image; abstains where the top two classes are not separated at alpha.
+    ``job.n0`` and ``job.certifier`` are not used."""
+    progress = progress or _Silent()
+    check_predict(job.n, job.alpha)
+    smoother = plugins.get("smoothers", job.smoother).obj(job.sigma)
+    run = prepare(job, configured_datasets, configured_checkpoints, progress)
+    out = job.out or default_output(job, run.loaded.name, run.choice, PREDICT_METHOD)
+    info = metadata(replace(job, certifier=PREDICT_METHOD, n0=0), run.loaded, run.choice, smoother.name, run.device, kind="predict")
+    writer = ResultsWriter(out, info, columns=PREDICT_COLUMNS, overwrite=job.overwrite)
+    todo = [i for i in run.indices if i not in writer.done]
+    sampler = MonteCarloSampler(TorchEngine(run.loaded.model, run.device), smoother, job.batch, job.seed, on_samples=progress.samples)
+    progress.start(len(run.indices), len(run.indices) - len(todo), f"predict {run.loaded.name} σ={job.sigma:g} on {run.choice.name}")
+    finished = None
+    try:
+        for idx in todo:
+            image, label = run.dataset[idx]
+            began = time.perf_counter()
+            result = predict(sampler.for_image(image, idx), job.n, job.alpha)
+            if run.device.type == "cuda":
+                torch.cuda.synchronize(run.device)
+            fields = (idx, label, result.prediction, int(result.prediction == label), f"{time.perf_counter() - began:.4f}", result.samples, result.count_top, result.count_second, f"{result.p_value:.6g}")
+            writer.write("\t".join(str(f) for f in fields) + "\n")
+            progress.image_done()
+        finished = now()
+    finally:
+        writer.close(finished=finished)
+    return CertifyOutcome(out, len(todo), len(run.indices) - len(todo), len(run.indices))

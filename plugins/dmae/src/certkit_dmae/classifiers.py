@@ -1,0 +1,69 @@
+"""ViT base classifiers as DMAE fine-tunes them: global average pool of patch tokens ->
+LayerNorm (``fc_norm``) -> Linear head, on timm's ``VisionTransformer`` so state-dict keys
+match timm's and the released DMAE fine-tuned checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+from certkit import InputSpec, Normalize
+
+IMAGENET_SPEC = InputSpec(
+    image_size=(224, 224), channels=3, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), num_classes=1000
+)
+FASHION_MNIST_SPEC = InputSpec(
+    image_size=(28, 28),
+    channels=1,
+    mean=(0.2860,),
+    std=(0.3530,),
+    num_classes=10,
+    class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+)
+
+
+class ViTClassifier(VisionTransformer):
+    """A timm ViT that takes [0,1] images: normalization is its first step.
+
+    ``Normalize`` keeps its statistics out of the state dict, so keys stay timm's.
+    """
+
+    def __init__(self, spec: InputSpec, **vit_kwargs) -> None:
+        super().__init__(
+            img_size=spec.image_size,
+            in_chans=spec.channels,
+            num_classes=spec.num_classes,
+            global_pool="avg",
+            fc_norm=True,
+            **vit_kwargs,
+        )
+        self.input_spec = spec
+        self.normalize = Normalize(spec.mean, spec.std)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.normalize(images))
+
+
+def _build(default_spec: InputSpec, spec: InputSpec | None, defaults: dict, overrides: dict) -> ViTClassifier:
+    return ViTClassifier(spec if spec is not None else default_spec, **{**defaults, **overrides})
+
+
+def vit_mini(spec: InputSpec | None = None, **overrides) -> ViTClassifier:
+    """ViT for 28 px inputs that trains and certifies on a 2-core CPU: patch 4 (49 tokens), dim 64, 4 blocks."""
+    return _build(FASHION_MNIST_SPEC, spec, dict(patch_size=4, embed_dim=64, depth=4, num_heads=4), overrides)
+
+
+def vit_base(spec: InputSpec | None = None, **overrides) -> ViTClassifier:
+    """ViT-B/16 at 224 px as in the DMAE paper (87M parameters)."""
+    return _build(IMAGENET_SPEC, spec, dict(patch_size=16, embed_dim=768, depth=12, num_heads=12), overrides)
+
+
+def vit_large(spec: InputSpec | None = None, **overrides) -> ViTClassifier:
+    """ViT-L/16 at 224 px as in the DMAE paper (304M parameters)."""
+    return _build(IMAGENET_SPEC, spec, dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16), overrides)
+
+
+def with_sigma(spec: InputSpec, sigma: float) -> InputSpec:
+    return replace(spec, sigma=sigma)
