@@ -36,7 +36,7 @@ class _CertkitGroup(TyperGroup):
             return super().invoke(ctx)
         except CertkitError as error:
             _print_error(error)
-            raise click.exceptions.Exit(error.exit_code) from None
+            raise SystemExit(error.exit_code) from None
 
 
 def build_app() -> typer.Typer:
