@@ -11,17 +11,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import pickle
-import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from certkit.errors import CheckpointError
+from certkit.fileio import atomic_path
 from certkit.interfaces import InputSpec
 
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -36,6 +35,7 @@ class Weights:
     input_spec: InputSpec | None
     path: Path
     sha256: str
+    model_options: dict[str, Any] = field(default_factory=dict)  # structural factory options (e.g. linear_probe)
 
 
 def sha256_of(path: Path) -> str:
@@ -70,7 +70,8 @@ def _read_safetensors(path: Path, sha: str) -> Weights:
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({exc}).", "Re-download or re-export it.") from None
     spec = InputSpec.from_dict(json.loads(metadata["input_spec"])) if "input_spec" in metadata else None
-    return Weights(state, metadata.get("model"), spec, path, sha)
+    options = json.loads(metadata.get("model_options", "{}"))
+    return Weights(state, metadata.get("model"), spec, path, sha, options)
 
 
 def _read_torch(path: Path, sha: str) -> Weights:
@@ -102,16 +103,8 @@ def write_weights(path: Path, model: torch.nn.Module, model_name: str, spec: Inp
 
     metadata = {"model": model_name, "input_spec": json.dumps(spec.to_dict()), **(extra or {})}
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
 
 
 def load_into(model: torch.nn.Module, state_dict: dict[str, Any], source: Path) -> None:

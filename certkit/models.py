@@ -52,7 +52,10 @@ def load_classifier(name: str, sigma: float, checkpoint: Path | None = None, con
             f"checkpoint {path} holds a '{weights.model_name}' model, not '{name}'.",
             f"Pass --model {weights.model_name}.",
         )
-    model = component.obj(spec=weights.input_spec) if weights.input_spec is not None else component.obj()
+    options = dict(weights.model_options)
+    if weights.input_spec is not None:
+        options["spec"] = weights.input_spec
+    model = component.obj(**options)
     state = weights.state_dict
     checkpoint_filter = component.details.get("checkpoint_filter")
     if checkpoint_filter is not None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from certkit.errors import ResultsError
+from certkit.fileio import atomic_path
 from certkit.interfaces import Certificate
 
 COLUMNS = ("idx", "label", "predict", "radius", "correct", "time", "pA_lower", "n", "nA", "n0A")
@@ -30,18 +30,8 @@ def sidecar_path(path: Path) -> Path:
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write via a temporary file, fsync and rename: a reader sees the old or the new file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def format_row(idx: int, label: int, cert: Certificate, seconds: float) -> str:
