@@ -31,9 +31,12 @@ def certkit_register_commands(register) -> None:
     from certkit.cli.plugins_cmd import plugins_command
     from certkit.cli.predict_cmd import predict
     from certkit.cli.report_cmd import report
+    from certkit.cli.train_cmd import finetune, pretrain
 
     register("certify", certify)
     register("predict", predict)
     register("report", report, description="Certified accuracy table (rich, Markdown, CSV) and plot from results files.")
     register("plugins", plugins_command)
     register("config", config)
+    register("pretrain", pretrain)
+    register("finetune", finetune)

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from certkit.checkpoints import write_weights
 from certkit.interfaces import InputSpec, LossOutput, PretrainObjective
-from certkit.training.param_groups import param_groups
+from certkit.training.param_groups import FINETUNE_NO_DECAY, param_groups
 
 
 @dataclass
@@ -82,7 +82,7 @@ class NoisyClassificationTask:
         return LossOutput(loss, logs)
 
     def param_groups(self, weight_decay: float) -> list[dict]:
-        return param_groups(self.model, weight_decay, self.layer_decay)
+        return param_groups(self.model, weight_decay, self.layer_decay, FINETUNE_NO_DECAY)
 
     def describe(self) -> dict[str, Any]:
         return {

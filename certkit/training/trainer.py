@@ -102,7 +102,9 @@ def train(task: TrainTask, dataset: Dataset, settings: TrainSettings, progress: 
     final_loss = None
     for epoch in range(first_epoch, settings.epochs):
         sampler.set_epoch(epoch)
-        generator.manual_seed(_seed(settings.seed, context.rank, epoch))
+        epoch_seed = _seed(settings.seed, context.rank, epoch)
+        generator.manual_seed(epoch_seed)
+        torch.manual_seed(epoch_seed)  # dropout / drop path draw from the global generator
         summary = _run_epoch(task, wrapped, loader, optimizer, scaler, amp_dtype, generator, settings, context, device, epoch, progress)
         summary["loss"] = final_loss = mean_over_ranks(summary["loss"], context, device)
         if context.is_main:

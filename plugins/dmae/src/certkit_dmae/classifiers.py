@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
+from torch import nn
 from timm.models.vision_transformer import VisionTransformer
 
 from certkit import InputSpec, Normalize
@@ -28,9 +29,10 @@ class ViTClassifier(VisionTransformer):
     """A timm ViT that takes [0,1] images: normalization is its first step.
 
     ``Normalize`` keeps its statistics out of the state dict, so keys stay timm's.
+    ``linear_probe`` puts a BatchNorm without affine before the head, as MAE's linear probing.
     """
 
-    def __init__(self, spec: InputSpec, **vit_kwargs) -> None:
+    def __init__(self, spec: InputSpec, linear_probe: bool = False, **vit_kwargs) -> None:
         super().__init__(
             img_size=spec.image_size,
             in_chans=spec.channels,
@@ -41,6 +43,18 @@ class ViTClassifier(VisionTransformer):
         )
         self.input_spec = spec
         self.normalize = Normalize(spec.mean, spec.std)
+        if linear_probe:
+            self.head = nn.Sequential(nn.BatchNorm1d(self.embed_dim, affine=False, eps=1e-6), self.head)
+        # Layer-wise lr decay (MAE util/lr_decay.py): embeddings are layer 0, block i is i + 1,
+        # everything after the blocks (fc_norm, head) is the top layer.
+        self.num_lr_layers = len(self.blocks) + 1
+
+    def lr_layer_id(self, name: str) -> int:
+        if name in ("cls_token", "pos_embed") or name.startswith("patch_embed"):
+            return 0
+        if name.startswith("blocks."):
+            return int(name.split(".")[1]) + 1
+        return self.num_lr_layers
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return super().forward(self.normalize(images))

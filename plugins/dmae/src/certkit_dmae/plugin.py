@@ -24,26 +24,33 @@ def _shipped(model: str) -> dict[float, Path]:
 
 @hookimpl
 def certkit_register_models(register) -> None:
+    filters = dict(checkpoint_filter=checkpoint_filter_fn)  # DMAE/MAE/timm checkpoint formats
     register(
         "vit-mini",
         classifiers.vit_mini,
         description="ViT patch 4, dim 64, 4 blocks, for 28 px images (CPU-sized)",
         checkpoints=_shipped("vit-mini"),
-        checkpoint_filter=checkpoint_filter_fn,
+        **filters,
     )
-    register("vit-b", classifiers.vit_base, aliases=("vit-base",), description="ViT-B/16, 224 px (DMAE paper)", checkpoint_filter=checkpoint_filter_fn)
-    register("vit-l", classifiers.vit_large, aliases=("vit-large",), description="ViT-L/16, 224 px (DMAE paper)", checkpoint_filter=checkpoint_filter_fn)
+    register("vit-b", classifiers.vit_base, aliases=("vit-base",), description="ViT-B/16, 224 px (DMAE paper)", **filters)
+    register("vit-l", classifiers.vit_large, aliases=("vit-large",), description="ViT-L/16, 224 px (DMAE paper)", **filters)
     # Encoder-decoders for `certkit pretrain`, not base classifiers: `pretraining=True` tells lists apart.
-    register("mae-vit-mini", pretrain_models.mae_vit_mini, description="DMAE encoder-decoder, encoder = vit-mini", pretraining=True, checkpoint_filter=checkpoint_filter_fn)
-    register("mae-vit-b", pretrain_models.mae_vit_base, description="DMAE ViT-B/16 encoder-decoder (decoder 512/8/16)", pretraining=True, checkpoint_filter=checkpoint_filter_fn)
-    register("mae-vit-l", pretrain_models.mae_vit_large, description="DMAE ViT-L/16 encoder-decoder (decoder 512/8/16)", pretraining=True, checkpoint_filter=checkpoint_filter_fn)
+    pretraining = dict(pretraining=True, **filters)
+    register("mae-vit-mini", pretrain_models.mae_vit_mini, description="DMAE encoder-decoder, encoder = vit-mini", **pretraining)
+    register("mae-vit-b", pretrain_models.mae_vit_base, description="DMAE ViT-B/16 encoder-decoder (decoder 512/8/16)", **pretraining)
+    register("mae-vit-l", pretrain_models.mae_vit_large, description="DMAE ViT-L/16 encoder-decoder (decoder 512/8/16)", **pretraining)
 
 
 @hookimpl
 def certkit_register_corruptions(register) -> None:
-    register("noise-mask", NoiseMaskCorruption, description="Gaussian noise in [0,1] space + patch mask ratio (masking after patch embedding)")
+    register("noise-mask", NoiseMaskCorruption, description="Gaussian noise in [0,1] space + patch mask ratio (masked after patch embedding)")
 
 
 @hookimpl
 def certkit_register_objectives(register) -> None:
-    register("dmae", DMAEObjective, description="DMAE: reconstruct clean images from noisy, 75%-masked ones; MSE on all patches")
+    register(
+        "dmae",
+        DMAEObjective,
+        description="DMAE: reconstruct clean images from noisy, 75%-masked ones; MSE over all patches",
+        default_model="mae-vit-mini",
+    )

@@ -1,0 +1,104 @@
+"""``certkit pretrain`` and ``certkit finetune``: build the model and task, then run the trainer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Subset
+
+from certkit import plugins
+from certkit.checkpoints import load_into, read_weights
+from certkit.data import select_indices
+from certkit.errors import CertkitError
+from certkit.training import TrainOutcome, TrainSettings, train
+from certkit.training.tasks import NoisyClassificationTask, PretrainTask
+from certkit.training.trainer import TrainProgress
+from certkit.workflows.resolve import open_dataset, resolve_dataset
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    name: str
+    path: Path | None = None
+    split: str = "train"
+    max: int | None = None  # train on the first images only (quick runs)
+
+
+def _training_data(request: DataRequest, configured_datasets: dict[str, Any], spec) -> Any:
+    choice = resolve_dataset(request.name, request.path, request.split, configured_datasets)
+    dataset = open_dataset(choice)
+    info = dataset.info
+    spec.check_data(info.channels, info.image_size, info.num_classes, f"dataset '{choice.name}' ({info.source})")
+    if request.max is not None:
+        dataset = Subset(dataset, select_indices(len(dataset), 1, request.max))
+    return dataset, info
+
+
+def run_pretrain(objective: str, model: str, data: DataRequest, settings: TrainSettings, options: dict[str, Any], configured_datasets: dict[str, Any], progress: TrainProgress | None = None) -> TrainOutcome:
+    """Pretrain ``model`` (a registered pretraining model) with the registered ``objective``."""
+    objective_component = plugins.get("objectives", objective)
+    model_component = plugins.get("models", model)
+    if not model_component.details.get("pretraining"):
+        pretrainable = [c.name for c in plugins.host().registry("models") if c.details.get("pretraining")]
+        raise CertkitError(f"model '{model}' is a classifier, not a pretraining model.", f"Pretraining models: {', '.join(pretrainable) or 'none'}.")
+    try:
+        objective_obj = objective_component.obj(**options)
+    except TypeError as exc:
+        raise CertkitError(f"objective '{objective}' does not take these options: {exc}.", "See 'certkit pretrain --help'.") from None
+    torch.manual_seed(settings.seed)  # same initial weights for the same seed (and on every rank)
+    net = model_component.obj()
+    dataset, _ = _training_data(data, configured_datasets, net.input_spec)
+    task = PretrainTask(net, model_component.name, objective_obj, objective_component.name, options)
+    return train(task, dataset, settings, progress)
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    sigma: float
+    init: Path | None = None
+    consistency_lambda: float = 0.0
+    consistency_eta: float = 0.0
+    label_smoothing: float = 0.1
+    layer_decay: float | None = None
+    drop_path: float = 0.0
+    linear_probe: bool = False
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def run_finetune(model: str, data: DataRequest, settings: TrainSettings, options: FinetuneOptions, configured_datasets: dict[str, Any], progress: TrainProgress | None = None) -> TrainOutcome:
+    """Train a classifier on Gaussian-noisy images at ``options.sigma``, from ``options.init``
+    (a pretrained checkpoint, through the model's checkpoint filter) or from scratch."""
+    if options.sigma <= 0:
+        raise CertkitError(f"sigma must be > 0, got {options.sigma}.", "Pass e.g. --sigma 0.25.")
+    component = plugins.get("models", model)
+    if component.details.get("pretraining"):
+        raise CertkitError(f"model '{model}' is a pretraining model; finetune trains a classifier.", "Pass the classifier, e.g. --model vit-mini --init <pretrained weights>.")
+    structural = {"linear_probe": True} if options.linear_probe else {}
+    torch.manual_seed(settings.seed)  # same initial weights for the same seed (and on every rank)
+    factory_options = {**structural, **({"drop_path_rate": options.drop_path} if options.drop_path else {}), **options.model_overrides}
+    try:
+        net = component.obj(**factory_options)
+    except TypeError as exc:
+        raise CertkitError(f"model '{model}' does not take the options {sorted(factory_options)} ({exc}).", "Pass --drop-path 0, or drop --linear-probe, for this model.") from None
+    if options.init is not None:
+        weights = read_weights(options.init)
+        state = weights.state_dict
+        checkpoint_filter = component.details.get("checkpoint_filter")
+        if checkpoint_filter is not None:
+            state = checkpoint_filter(state, net)
+        load_into(net, state, weights.path)
+    if options.linear_probe:
+        for name, param in net.named_parameters():
+            param.requires_grad = name.startswith("head")
+    dataset, info = _training_data(data, configured_datasets, net.input_spec)
+    names = info.class_names if len(info.class_names) == net.input_spec.num_classes else net.input_spec.class_names
+    net.input_spec = replace(net.input_spec, sigma=options.sigma, class_names=names)
+    consistency = options.consistency_lambda > 0 or options.consistency_eta > 0
+    task = NoisyClassificationTask(
+        net, component.name, options.sigma, options.consistency_lambda, options.consistency_eta, copies=2 if consistency else 1,
+        label_smoothing=options.label_smoothing, layer_decay=options.layer_decay, model_options=structural,
+    )
+    return train(task, dataset, settings, progress)
