@@ -184,3 +184,17 @@ def test_different_configuration_against_existing_file_is_refused(tiny_model, wo
     assert "different configuration" in result.stderr and "alpha 0.001 vs 0.01" in result.stderr and "--overwrite" in result.stderr
     assert snapshot(workdir) == before
     assert invoke("certify", *FAST, "--alpha", "0.01", "--out", "r.tsv", "--overwrite").exit_code == 0
+
+
+def test_no_arguments_certifies_the_shipped_default(workdir):
+    """`certkit certify` needs nothing but the install: shipped model, shipped data, no network."""
+    result = invoke("certify", "--max", "3", "--n0", "20", "--n", "200")
+    assert result.exit_code == 0, result.output
+    import json
+
+    (meta_path,) = (workdir / "results").glob("*.meta.json")
+    meta = json.loads(meta_path.read_text())
+    assert meta["model"] == "vit-mini" and meta["sigma"] == 0.25 and meta["dataset"]["name"] == "fashion-mnist-mini"
+    assert "certkit_dmae" in meta["checkpoint"]
+    rows = (workdir / "results" / meta_path.name.removesuffix(".meta.json")).read_text().splitlines()
+    assert len(rows) == 4

@@ -104,4 +104,8 @@ def save_preview_grid(columns: tuple[torch.Tensor, ...], path: Path) -> None:
     from torchvision.utils import save_image
 
     stacked = torch.stack([c.detach().float().clamp(0, 1).cpu() for c in columns], dim=1)  # [B, S, C, H, W]
-    save_image(stacked.flatten(0, 1), path, nrow=len(columns), padding=2, pad_value=1.0)
+    tiles = stacked.flatten(0, 1)
+    if tiles.shape[-1] < 96:  # small images (28-32 px) are unreadable at 1:1; enlarge without smoothing
+        scale = 96 // tiles.shape[-1]
+        tiles = tiles.repeat_interleave(scale, dim=-1).repeat_interleave(scale, dim=-2)
+    save_image(tiles, path, nrow=len(columns), padding=2, pad_value=1.0)
