@@ -207,3 +207,19 @@ def test_empty_results_file_gives_undefined_not_zero(tmp_path: Path) -> None:
     results = read_results(write_certkit(tmp_path / "empty.tsv", []))
     assert np.isnan(certified_accuracy(results, [0, 1])).all()
     assert math.isnan(average_certified_radius(results))
+
+
+def test_same_model_and_sigma_get_distinct_labels(tmp_path):
+    import shutil
+
+    from certkit.results.report import curve_labels
+
+    source = Path(__file__).parent / "data" / "certkit_small.tsv"
+    copies = []
+    for stem in ("dmae", "scratch"):
+        shutil.copy(source, tmp_path / f"{stem}.tsv")
+        shutil.copy(source.with_name(source.name + ".meta.json"), tmp_path / f"{stem}.tsv.meta.json")
+        copies.append(read_results(tmp_path / f"{stem}.tsv"))
+    labels = curve_labels(copies)
+    assert labels[0] != labels[1] and labels[0].endswith("(dmae)") and labels[1].endswith("(scratch)")
+    assert curve_labels(copies, ["DMAE", "from scratch"]) == ["DMAE", "from scratch"]

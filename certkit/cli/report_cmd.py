@@ -12,7 +12,8 @@ from certkit.results.metrics import certified_accuracy, default_radius_grid, env
 from certkit.results.metrics import fine_radius_grid, parse_radii
 from certkit.results.plot import plot_certified_accuracy
 from certkit.results.reader import ResultsFile, read_results
-from certkit.results.report import ENVELOPE_LABEL, build_report, render_table, write_csv, write_markdown
+from certkit.errors import ResultsError
+from certkit.results.report import ENVELOPE_LABEL, build_report, curve_labels, render_table, write_csv, write_markdown
 
 
 def report(
@@ -30,14 +31,20 @@ def report(
         typer.Option("--out-dir", help="Where to write the outputs.", show_default="the first file's folder"),
     ] = None,
     name: Annotated[str, typer.Option("--name", help="Base name of the .md, .csv and .png outputs.")] = "report",
+    label: Annotated[
+        list[str] | None, typer.Option("--label", help="Curve label, once per file in order (default: model and σ).")
+    ] = None,
 ) -> None:
     """Certified accuracy at each radius, ACR, abstentions and cost, as a table, Markdown, CSV and PNG."""
     console = Console()
     # Parse --radii before reading files, so a typo fails fast whatever the files are.
     requested = parse_radii(radii) if radii is not None else None
+    if label and len(label) != len(files):
+        raise ResultsError(f"{len(label)} --label values for {len(files)} files.", "Give one --label per file, in the same order.")
     results = [read_results(path) for path in files]
+    labels = curve_labels(results, label)
     grid = requested if requested is not None else default_radius_grid(results)
-    grid, rows = build_report(results, grid, envelope=envelope)
+    grid, rows = build_report(results, grid, envelope=envelope, labels=labels)
 
     console.print(render_table(grid, rows, width=console.width))
     for row in rows:
@@ -47,7 +54,7 @@ def report(
             )
 
     fine = fine_radius_grid(results)
-    curves = [(result.label_text, fine, certified_accuracy(result, fine)) for result in results]
+    curves = [(text, fine, certified_accuracy(result, fine)) for text, result in zip(labels, results)]
     if envelope:
         curves.append((ENVELOPE_LABEL, fine, envelope_curve(results, fine)))
 

@@ -31,6 +31,7 @@ OutDir = Annotated[Optional[Path], typer.Option("--out-dir", help="Run directory
 Workers = Annotated[int, typer.Option("--workers", help="DataLoader worker processes.")]
 Resume = Annotated[bool, typer.Option("--resume/--no-resume", help="Continue the run in --out-dir if there is one (refused with --no-resume).")]
 TrainSplit = Annotated[str, typer.Option("--split", help="Dataset split to train on.")]
+Augment = Annotated[str, typer.Option("--augment", help="none, or crop-flip (RandomResizedCrop 0.2-1 + flip, DMAE's pretraining augmentation).")]
 
 
 def _settings(out_dir: Path, epochs: int, batch: int, accum: int, blr: float, lr, min_lr, warmup, weight_decay, betas, clip_grad, amp, save_every, seed, device, workers, resume) -> TrainSettings:
@@ -63,6 +64,7 @@ def pretrain(
     data_path: opt.DataPath = None,
     split: TrainSplit = "train",
     max_images: opt.Max = None,
+    augment: Augment = "none",
     sigma: Annotated[Optional[float], typer.Option("--sigma", help="Noise of the corruption (DMAE: 0.25).", show_default=False)] = None,
     mask_ratio: Annotated[Optional[float], typer.Option("--mask-ratio", help="Fraction of patches masked (DMAE: 0.75).", show_default=False)] = None,
     option: Annotated[list[str], typer.Option("--option", "-O", help="Other objective option as key=value (repeatable).")] = [],  # noqa: B006
@@ -95,7 +97,7 @@ def pretrain(
     settings = _settings(out_dir, epochs, batch, accum, blr, lr, min_lr, warmup_epochs, weight_decay, (0.9, 0.95), clip_grad, amp, save_every, config.seed, config.device, workers, resume)
     console = Console()
     with EpochProgress(console) as progress:
-        outcome = run_pretrain(component.name, model, DataRequest(data, data_path, split, max_images), settings, options, config.datasets, progress)
+        outcome = run_pretrain(component.name, model, DataRequest(data, data_path, split, max_images, augment), settings, options, config.datasets, progress)
     console.print(f"pretrained weights: {outcome.weights}\nfine-tune them: certkit finetune --init {outcome.weights} --sigma 0.25 ...")
 
 
@@ -107,6 +109,7 @@ def finetune(
     data_path: opt.DataPath = None,
     split: TrainSplit = "train",
     max_images: opt.Max = None,
+    augment: Augment = "none",
     consistency: Annotated[bool, typer.Option("--consistency/--no-consistency", help="Consistency regularization (Jeong & Shin 2020) with 2 noise copies.")] = True,
     consistency_lambda: Annotated[float, typer.Option("--lbd", help="Weight of the KL-to-mean term.")] = 2.0,
     consistency_eta: Annotated[Optional[float], typer.Option("--eta", help="Weight of the entropy term (default 0.5; 0.1 at sigma >= 1).", show_default=False)] = None,
@@ -143,5 +146,5 @@ def finetune(
     settings = _settings(out_dir, epochs, batch, accum, blr, lr, min_lr, warmup_epochs, weight_decay, (0.9, 0.999), clip_grad, amp, save_every, config.seed, config.device, workers, resume)
     console = Console()
     with EpochProgress(console) as progress:
-        outcome = run_finetune(model, DataRequest(data, data_path, split, max_images), settings, options, config.datasets, progress)
+        outcome = run_finetune(model, DataRequest(data, data_path, split, max_images, augment), settings, options, config.datasets, progress)
     console.print(f"weights: {outcome.weights}\ncertify them: certkit certify --model {model} --sigma {sigma:g} --checkpoint {outcome.weights}")

@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from certkit.errors import ResultsError
+from certkit.results.writer import COLUMNS
 
-CERTKIT_COLUMNS = (
-    "idx", "label", "predict", "radius", "correct", "time", "pA_lower", "n", "nA", "n0A",
-)
+CERTKIT_COLUMNS = COLUMNS
 COHEN_COLUMNS = ("idx", "label", "predict", "radius", "correct", "time")
 _PASS_A_TSV = "Pass a TSV written by `certkit certify` (or by Cohen et al.'s certify.py)."
 _FIX_SIDECAR = "Fix the JSON, or delete the sidecar to label the curve by file name."

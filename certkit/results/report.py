@@ -38,12 +38,21 @@ class ReportRow:
     wall_time: float  # seconds; for the envelope, the cost of all runs it is made of
 
 
+def curve_labels(results: Sequence[ResultsFile], labels: Sequence[str] | None = None) -> list[str]:
+    """Given labels, else "model σ" from each sidecar; files that would share one (e.g. two
+    training recipes of one model) are told apart by their file name."""
+    if labels:
+        return list(labels)
+    names = [result.label_text for result in results]
+    return [f"{name} ({result.path.stem})" if names.count(name) > 1 else name for name, result in zip(names, results)]
+
+
 def build_report(
-    results: Sequence[ResultsFile], radii: Sequence[float], envelope: bool = False
+    results: Sequence[ResultsFile], radii: Sequence[float], envelope: bool = False, labels: Sequence[str] | None = None
 ) -> tuple[list[float], list[ReportRow]]:
     """One row per file (in the given order), plus the best-over-files row if ``envelope``."""
     radii = [float(r) for r in radii]
-    rows = [_file_row(result, radii) for result in results]
+    rows = [_file_row(result, radii, label) for result, label in zip(results, curve_labels(results, labels))]
     if envelope and results:
         rows.append(
             ReportRow(
@@ -60,12 +69,12 @@ def build_report(
     return radii, rows
 
 
-def _file_row(result: ResultsFile, radii: list[float]) -> ReportRow:
+def _file_row(result: ResultsFile, radii: list[float], label: str) -> ReportRow:
     images = len(result.idx)
     samples = result.samples
     has_samples = samples is not None and images > 0
     return ReportRow(
-        label=result.label_text,
+        label=label,
         certified=[float(a) for a in certified_accuracy(result, radii)],
         acr=average_certified_radius(result),
         images=images,

@@ -19,12 +19,42 @@ from certkit.training.trainer import TrainProgress
 from certkit.workflows.resolve import open_dataset, resolve_dataset
 
 
+AUGMENTATIONS = ("none", "crop-flip")
+
+
 @dataclass(frozen=True)
 class DataRequest:
     name: str
     path: Path | None = None
     split: str = "train"
     max: int | None = None  # train on the first images only (quick runs)
+    augment: str = "none"  # "crop-flip": RandomResizedCrop(scale 0.2-1, bicubic) + flip, as DMAE pretraining
+
+
+class _Augmented(torch.utils.data.Dataset):
+    """Applies a random transform per item; draws from the global RNG, which the trainer
+    seeds per epoch, so a resumed run sees the same crops."""
+
+    def __init__(self, dataset, transform) -> None:
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        image, label = self.dataset[index]
+        return self.transform(image), label
+
+
+def _augmentation(name: str, image_size: tuple[int, int]):
+    from torchvision.transforms import v2
+
+    if name not in AUGMENTATIONS:
+        raise CertkitError(f"unknown augmentation '{name}'.", f"Known: {', '.join(AUGMENTATIONS)}.")
+    if name == "none":
+        return None
+    crop = v2.RandomResizedCrop(image_size, scale=(0.2, 1.0), interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
+    return v2.Compose([crop, v2.RandomHorizontalFlip(), v2.Lambda(lambda x: x.clamp(0, 1))])
 
 
 def _training_data(request: DataRequest, configured_datasets: dict[str, Any], spec) -> Any:
@@ -32,8 +62,11 @@ def _training_data(request: DataRequest, configured_datasets: dict[str, Any], sp
     dataset = open_dataset(choice)
     info = dataset.info
     spec.check_data(info.channels, info.image_size, info.num_classes, f"dataset '{choice.name}' ({info.source})")
+    transform = _augmentation(request.augment, tuple(spec.image_size))
     if request.max is not None:
         dataset = Subset(dataset, select_indices(len(dataset), 1, request.max))
+    if transform is not None:
+        dataset = _Augmented(dataset, transform)
     return dataset, info
 
 
