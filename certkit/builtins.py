@@ -28,6 +28,7 @@ def certkit_register_datasets(register) -> None:
 def certkit_register_commands(register) -> None:
     from certkit.cli.certify_cmd import certify
     from certkit.cli.config_cmd import config
+    from certkit.cli.export_cmd import export
     from certkit.cli.plugins_cmd import plugins_command
     from certkit.cli.predict_cmd import predict
     from certkit.cli.report_cmd import report
@@ -40,3 +41,4 @@ def certkit_register_commands(register) -> None:
     register("config", config)
     register("pretrain", pretrain)
     register("finetune", finetune)
+    register("export", export, description="Export a model to one verified ONNX file with its input spec, sigma and class names.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -13,6 +14,19 @@ from certkit.config import load_settings
 from certkit.results.reader import read_results
 from certkit.results.report import build_report, render_table
 from certkit.workflows.certify import CertifyJob, run_certify
+
+# Engine options, shared with `certkit predict`.
+Engine = Annotated[Optional[str], typer.Option("--engine", help="Where forward passes run: torch, or onnx (onnxruntime; without --onnx the model is first exported to a temporary, verified ONNX file).", show_default=False)]
+Onnx = Annotated[Optional[Path], typer.Option("--onnx", help="An ONNX file from 'certkit export': model, input spec and default sigma come from it; no plugin or checkpoint needed.", show_default=False)]
+Precision = Annotated[str, typer.Option("--precision", help="Torch engine autocast: fp32, bf16 or fp16. fp32 keeps the certificate about the fp32 model; the others are faster on GPUs and can flip rare samples.")]
+ChannelsLast = Annotated[bool, typer.Option("--channels-last", help="Torch engine: channels-last memory format (faster convolutions on GPUs).")]
+Compile = Annotated[bool, typer.Option("--compile", help="Torch engine: torch.compile the model (slow start, faster on long runs).")]
+AutoBatch = Annotated[bool, typer.Option("--auto-batch", help="On CUDA: the largest batch that fits the device's memory instead of --batch.")]
+
+
+def engine_overrides(engine: str | None, onnx: Path | None) -> str | None:
+    """``--onnx`` implies the onnx engine unless ``--engine`` says otherwise (then it is refused)."""
+    return engine if engine is not None or onnx is None else "onnx"
 
 
 def certify(
@@ -32,28 +46,36 @@ def certify(
     out: opt.Out = None,
     device: opt.Device = None,
     certifier: Annotated[Optional[str], typer.Option("--certifier", help="Registered certifier (default cohen).", show_default=False)] = None,
-    engine: Annotated[Optional[str], typer.Option("--engine", help="Where forward passes run (torch).", show_default=False)] = None,
+    engine: Engine = None,
+    onnx: Onnx = None,
+    precision: Precision = "fp32",
+    channels_last: ChannelsLast = False,
+    compile: Compile = False,
+    auto_batch: AutoBatch = False,
     overwrite: opt.Overwrite = False,
     config_file: opt.ConfigFile = None,
 ) -> None:
     """Certify a model with randomized smoothing (Cohen et al. CERTIFY) and print the table.
 
     With no options it certifies the shipped default model on the shipped default data.
-    Rerunning the same command resumes an interrupted run.
+    Rerunning the same command resumes an interrupted run. With --onnx FILE it certifies an
+    exported model (see 'certkit export') with onnxruntime alone.
     """
     overrides = {
         "certify.model": model, "certify.sigma": sigma, "certify.data": data, "certify.split": split,
         "certify.n0": n0, "certify.n": n, "certify.alpha": alpha, "certify.batch": batch,
         "certify.skip": skip, "certify.max": max_images, "certify.certifier": certifier,
-        "certify.engine": engine, "seed": seed, "device": device,
+        "certify.engine": engine_overrides(engine, onnx), "seed": seed, "device": device,
     }
     settings, _ = load_settings(config_file, overrides)
     c = settings.certify
     job = CertifyJob(
-        model=c.model, sigma=c.sigma, data=c.data, n0=c.n0, n=c.n, alpha=c.alpha, batch=c.batch,
+        model=(model or "") if onnx else c.model, sigma=sigma if onnx else c.sigma,
+        data=c.data, n0=c.n0, n=c.n, alpha=c.alpha, batch=c.batch,
         seed=settings.seed, checkpoint=checkpoint, data_path=data_path, split=c.split,
         certifier=c.certifier, smoother=c.smoother, engine=c.engine, skip=c.skip, max=c.max,
         device=settings.device, out=out, output_dir=settings.output_dir, overwrite=overwrite,
+        onnx=onnx, precision=precision, channels_last=channels_last, compile=compile, auto_batch=auto_batch,
     )
     model_config = settings.models.get(c.model)
     console = Console()

@@ -7,6 +7,7 @@ import csv
 from rich.console import Console
 
 from certkit.cli import options as opt
+from certkit.cli.certify_cmd import AutoBatch, ChannelsLast, Compile, Engine, Onnx, Precision, engine_overrides
 from certkit.cli.progress import ImageProgress
 from certkit.config import load_settings
 from certkit.workflows.certify import CertifyJob
@@ -28,6 +29,12 @@ def predict(
     seed: opt.Seed = None,
     out: opt.Out = None,
     device: opt.Device = None,
+    engine: Engine = None,
+    onnx: Onnx = None,
+    precision: Precision = "fp32",
+    channels_last: ChannelsLast = False,
+    compile: Compile = False,
+    auto_batch: AutoBatch = False,
     overwrite: opt.Overwrite = False,
     config_file: opt.ConfigFile = None,
 ) -> None:
@@ -35,15 +42,17 @@ def predict(
     overrides = {
         "certify.model": model, "certify.sigma": sigma, "certify.data": data, "certify.split": split,
         "predict.n": n, "predict.alpha": alpha, "certify.batch": batch, "certify.skip": skip,
-        "certify.max": max_images, "seed": seed, "device": device,
+        "certify.max": max_images, "certify.engine": engine_overrides(engine, onnx), "seed": seed, "device": device,
     }
     settings, _ = load_settings(config_file, overrides)
     c, p = settings.certify, settings.predict
     job = CertifyJob(
-        model=c.model, sigma=c.sigma, data=c.data, n0=0, n=p.n, alpha=p.alpha, batch=c.batch,
+        model=(model or "") if onnx else c.model, sigma=sigma if onnx else c.sigma,
+        data=c.data, n0=0, n=p.n, alpha=p.alpha, batch=c.batch,
         seed=settings.seed, checkpoint=checkpoint, data_path=data_path, split=c.split, smoother=c.smoother,
         engine=c.engine, skip=c.skip, max=c.max, device=settings.device, out=out,
         output_dir=settings.output_dir, overwrite=overwrite,
+        onnx=onnx, precision=precision, channels_last=channels_last, compile=compile, auto_batch=auto_batch,
     )
     model_config = settings.models.get(c.model)
     console = Console()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -13,10 +14,10 @@ import torch
 
 from certkit import plugins
 from certkit.data import select_indices
-from certkit.engines import TorchEngine, resolve_device
+from certkit.engines import Engine, TorchEngine, auto_batch_size, check_precision, resolve_device
 from certkit.errors import CertkitError
-from certkit.interfaces import CertifySettings
-from certkit.models import LoadedModel, load_classifier
+from certkit.interfaces import CertifySettings, InputSpec
+from certkit.models import load_classifier
 from certkit.results.writer import ResultsWriter, format_row
 from certkit.sampling import MonteCarloSampler
 from certkit.workflows.resolve import DatasetChoice, open_dataset, resolve_dataset, versions
@@ -24,10 +25,15 @@ from certkit.workflows.resolve import DatasetChoice, open_dataset, resolve_datas
 
 @dataclass(frozen=True)
 class CertifyJob:
-    """Everything one certification run needs, after CLI flags and config are merged."""
+    """Everything one certification run needs, after CLI flags and config are merged.
+
+    With ``onnx`` set, the model comes from that exported file alone (no registry, no
+    checkpoint): ``model`` may be empty (else it must match the file) and ``sigma`` None
+    (then the file's sigma is used); see :func:`resolve_onnx`.
+    """
 
     model: str
-    sigma: float
+    sigma: float | None
     data: str
     n0: int
     n: int
@@ -46,6 +52,23 @@ class CertifyJob:
     out: Path | None = None
     output_dir: Path = Path("results")
     overwrite: bool = False
+    onnx: Path | None = None
+    precision: str = "fp32"  # torch engine only: fp32 | bf16 | fp16 autocast
+    channels_last: bool = False  # torch engine only
+    compile: bool = False  # torch engine only: torch.compile the model
+    auto_batch: bool = False  # on CUDA: fill memory, up to AUTO_BATCH_LIMIT, instead of using batch
+
+
+ENGINES = ("torch", "onnx")
+
+
+class ModelSource(Protocol):
+    """Where a run's model came from (a LoadedModel or an OnnxModelInfo), for metadata."""
+
+    name: str
+    spec: InputSpec
+    checkpoint: Path
+    checkpoint_sha256: str
 
 
 class Progress(Protocol):
@@ -80,46 +103,116 @@ def default_output(job: CertifyJob, model: str, choice: DatasetChoice, method: s
 class Prepared:
     """The model, data and engine of a run, built and checked before any file is written."""
 
+    job: CertifyJob  # with the model, sigma and batch actually used
     choice: DatasetChoice
     dataset: Any
     indices: list[int]
-    loaded: LoadedModel
-    device: torch.device
+    source: ModelSource
+    engine: Engine
+    engine_details: dict[str, Any]
+
+    @property
+    def device(self) -> torch.device:
+        return self.engine.device
+
+
+def resolve_onnx(job: CertifyJob) -> CertifyJob:
+    """Check the engine options; with ``--onnx``, fill the model name and sigma from the file."""
+    if job.engine not in ENGINES:
+        raise CertkitError(f"unknown engine '{job.engine}'.", f"Known engines: {', '.join(ENGINES)}.")
+    check_precision(job.precision)
+    if job.engine == "onnx":
+        torch_only = [flag for flag, on in (("--precision", job.precision != "fp32"), ("--channels-last", job.channels_last), ("--compile", job.compile)) if on]
+        if torch_only:
+            raise CertkitError(f"{', '.join(torch_only)} apply to the torch engine only; the ONNX engine runs the exported fp32 graph.", "Drop them, or use --engine torch.")
+    if job.onnx is None:
+        if job.sigma is None:
+            raise CertkitError("no sigma was given.", "Pass --sigma S.")
+        return job
+    if job.engine != "onnx":
+        raise CertkitError(f"--onnx runs the onnx engine, but --engine {job.engine} was asked for.", "Drop --engine, or pass --engine onnx.")
+    if job.checkpoint is not None:
+        raise CertkitError(f"--checkpoint does not apply with --onnx: the weights are inside {job.onnx}.", "Drop --checkpoint.")
+    from certkit.onnx_engine import check_onnx_file
+
+    info = check_onnx_file(job.onnx)
+    if job.model and job.model != info.name:
+        raise CertkitError(f"{job.onnx} holds model '{info.name}', not '{job.model}'.", f"Drop --model, or pass --model {info.name}.")
+    sigma = job.sigma if job.sigma is not None else info.sigma
+    if sigma is None:
+        raise CertkitError(f"{job.onnx} records no sigma.", "Pass --sigma S.")
+    return replace(job, model=info.name, sigma=sigma)
+
+
+def build_engine(job: CertifyJob, configured_checkpoints: Mapping[float, Path] | None, progress: Progress) -> tuple[ModelSource, Engine, dict[str, Any]]:
+    """The model source and the engine that runs it; ``--engine onnx`` without ``--onnx``
+    exports the model to a temporary, verified ONNX file first."""
+    device = resolve_device(job.device)
+    if job.onnx is not None:
+        from certkit.onnx_engine import OnnxEngine
+
+        engine = OnnxEngine(job.onnx, device)
+        return engine.info, engine, engine.describe()
+    loaded = load_classifier(job.model, job.sigma, job.checkpoint, configured_checkpoints)
+    if job.engine == "torch":
+        engine = TorchEngine(loaded.model, device, job.precision, job.channels_last, job.compile)
+        return loaded, engine, engine.describe()
+    from certkit.export import export_onnx
+    from certkit.onnx_engine import OnnxEngine
+
+    with tempfile.TemporaryDirectory(prefix="certkit-onnx-") as folder:
+        report = export_onnx(loaded, Path(folder) / f"{loaded.name}.onnx", sigma=job.sigma)
+        engine = OnnxEngine(report.path, device)
+        details = engine.describe()
+    worst = max(report.max_abs_diff.values())
+    details.update(onnx_file=None, exported_from=str(loaded.checkpoint), export_max_abs_diff=worst)
+    progress.note(f"exported {loaded.name} to a temporary ONNX file (verified: max |logit difference| {worst:.2g})")
+    return loaded, engine, details
 
 
 def prepare(job: CertifyJob, configured_datasets: Mapping[str, Any], configured_checkpoints: Mapping[float, Path] | None, progress: Progress) -> Prepared:
+    """``job`` must have passed :func:`resolve_onnx`."""
     if job.batch < 1:
         raise CertkitError(f"batch must be >= 1, got {job.batch}.", "Pass e.g. --batch 1000.")
-    if job.engine != "torch":
-        raise CertkitError(f"unknown engine '{job.engine}'.", "Known engines: torch.")
     choice = resolve_dataset(job.data, job.data_path, job.split, dict(configured_datasets))
     dataset = open_dataset(choice)
     indices = select_indices(len(dataset), job.skip, job.max)
-    loaded = load_classifier(job.model, job.sigma, job.checkpoint, configured_checkpoints)
+    source, engine, details = build_engine(job, configured_checkpoints, progress)
+    spec = source.spec
     info = dataset.info
-    loaded.spec.check_data(info.channels, info.image_size, info.num_classes, f"dataset '{choice.name}' ({info.source})")
-    if loaded.spec.sigma is not None and abs(loaded.spec.sigma - job.sigma) > 1e-9:
-        progress.note(f"warning: model was trained at sigma {loaded.spec.sigma:g}, certifying at sigma {job.sigma:g}")
-    return Prepared(choice, dataset, indices, loaded, resolve_device(job.device))
+    spec.check_data(info.channels, info.image_size, info.num_classes, f"dataset '{choice.name}' ({info.source})")
+    trained = getattr(source, "sigma", None) if job.onnx is not None else spec.sigma
+    if trained is not None and abs(trained - job.sigma) > 1e-9:
+        progress.note(f"warning: model was trained at sigma {trained:g}, certifying at sigma {job.sigma:g}")
+    if getattr(engine, "note", None):
+        progress.note(engine.note)
+    batch = job.batch
+    if engine.device.type == "cuda":
+        batch = auto_batch_size(engine, (spec.channels, *spec.image_size), None if job.auto_batch else job.batch)
+        if not job.auto_batch and batch < job.batch:
+            progress.note(f"batch {job.batch} does not fit in {engine.device} memory; using {batch}")
+    described = details.get("provider") or details.get("precision")
+    progress.note(f"engine: {engine.name} on {engine.device} ({described}), batch {batch}")
+    return Prepared(replace(job, batch=batch), choice, dataset, indices, source, engine, details)
 
 
 def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configured_checkpoints: Mapping[float, Path] | None = None, progress: Progress | None = None) -> CertifyOutcome:
     """Certify every selected image not already in the results file. All checks that can fail
     on user input run before the results file is touched."""
     progress = progress or _Silent()
+    job = resolve_onnx(job)
     smoother = plugins.get("smoothers", job.smoother).obj(job.sigma)
     certifier = plugins.get("certifiers", job.certifier).obj()
     settings = CertifySettings(n0=job.n0, n=job.n, alpha=job.alpha)
     certifier.check(settings)
     run = prepare(job, configured_datasets, configured_checkpoints, progress)
-    loaded, choice, device, indices, dataset = run.loaded, run.choice, run.device, run.indices, run.dataset
+    job, choice, device, indices, dataset = run.job, run.choice, run.device, run.indices, run.dataset
 
-    out = job.out or default_output(job, loaded.name, choice, job.certifier)
-    writer = ResultsWriter(out, metadata(job, loaded, choice, smoother.name, device, kind="certify"), overwrite=job.overwrite)
+    out = job.out or default_output(job, run.source.name, choice, job.certifier)
+    writer = ResultsWriter(out, metadata(job, run, smoother.name, kind="certify"), overwrite=job.overwrite)
     todo = [i for i in indices if i not in writer.done]
-    engine = TorchEngine(loaded.model, device)
-    sampler = MonteCarloSampler(engine, smoother, job.batch, job.seed, on_samples=progress.samples)
-    progress.start(len(indices), len(indices) - len(todo), f"{loaded.name} σ={job.sigma:g} on {choice.name}")
+    sampler = MonteCarloSampler(run.engine, smoother, job.batch, job.seed, on_samples=progress.samples)
+    progress.start(len(indices), len(indices) - len(todo), f"{run.source.name} σ={job.sigma:g} on {choice.name}")
     finished = None
     try:
         for idx in todo:
@@ -140,14 +233,19 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def metadata(job: CertifyJob, loaded: LoadedModel, choice: DatasetChoice, smoother: str, device: torch.device, kind: str) -> dict[str, Any]:
-    """How a results file was made; :data:`IDENTITY_KEYS` of it must match to resume."""
+def metadata(job: CertifyJob, run: Prepared, smoother: str, kind: str) -> dict[str, Any]:
+    """How a results file was made; :data:`IDENTITY_KEYS` of it must match to resume.
+
+    ``checkpoint_sha256`` is the hash of the weights file, also when they run from an ONNX
+    export of it (``checkpoint`` is then the ONNX file), so both engines' files share an identity.
+    """
+    source = run.source
     return {
         "kind": kind,
-        "model": loaded.name,
-        "checkpoint": str(loaded.checkpoint),
-        "checkpoint_sha256": loaded.checkpoint_sha256,
-        "input_spec": loaded.spec.to_dict(),
+        "model": source.name,
+        "checkpoint": str(source.checkpoint),
+        "checkpoint_sha256": source.checkpoint_sha256,
+        "input_spec": source.spec.to_dict(),
         "sigma": job.sigma,
         "smoother": smoother,
         "certifier": job.certifier,
@@ -155,11 +253,12 @@ def metadata(job: CertifyJob, loaded: LoadedModel, choice: DatasetChoice, smooth
         "n": job.n,
         "alpha": job.alpha,
         "seed": job.seed,
-        "dataset": {"name": choice.name, "type": choice.type, "split": choice.split, "path": None if choice.path is None else str(choice.path.resolve()), "skip": job.skip},
+        "dataset": {"name": run.choice.name, "type": run.choice.type, "split": run.choice.split, "path": None if run.choice.path is None else str(run.choice.path.resolve()), "skip": job.skip},
         "max": job.max,
         "batch": job.batch,
         "engine": job.engine,
-        "device": str(device),
+        "engine_details": run.engine_details,
+        "device": str(run.device),
         "versions": versions(),
         "started": now(),
         "finished": None,

@@ -12,10 +12,9 @@ import torch
 
 from certkit import plugins
 from certkit.certifiers.cohen import check_predict, predict
-from certkit.engines import TorchEngine
 from certkit.results.writer import ResultsWriter
 from certkit.sampling import MonteCarloSampler
-from certkit.workflows.certify import CertifyJob, CertifyOutcome, Progress, _Silent, default_output, metadata, now, prepare
+from certkit.workflows.certify import CertifyJob, CertifyOutcome, Progress, _Silent, default_output, metadata, now, prepare, resolve_onnx
 
 PREDICT_COLUMNS = ("idx", "label", "predict", "correct", "time", "n", "count_top", "count_second", "p_value")
 PREDICT_METHOD = "cohen-predict"
@@ -26,14 +25,16 @@ def run_predict(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     ``job.n0`` and ``job.certifier`` are not used."""
     progress = progress or _Silent()
     check_predict(job.n, job.alpha)
+    job = resolve_onnx(job)
     smoother = plugins.get("smoothers", job.smoother).obj(job.sigma)
     run = prepare(job, configured_datasets, configured_checkpoints, progress)
-    out = job.out or default_output(job, run.loaded.name, run.choice, PREDICT_METHOD)
-    info = metadata(replace(job, certifier=PREDICT_METHOD, n0=0), run.loaded, run.choice, smoother.name, run.device, kind="predict")
+    job = run.job
+    out = job.out or default_output(job, run.source.name, run.choice, PREDICT_METHOD)
+    info = metadata(replace(job, certifier=PREDICT_METHOD, n0=0), run, smoother.name, kind="predict")
     writer = ResultsWriter(out, info, columns=PREDICT_COLUMNS, overwrite=job.overwrite)
     todo = [i for i in run.indices if i not in writer.done]
-    sampler = MonteCarloSampler(TorchEngine(run.loaded.model, run.device), smoother, job.batch, job.seed, on_samples=progress.samples)
-    progress.start(len(run.indices), len(run.indices) - len(todo), f"predict {run.loaded.name} σ={job.sigma:g} on {run.choice.name}")
+    sampler = MonteCarloSampler(run.engine, smoother, job.batch, job.seed, on_samples=progress.samples)
+    progress.start(len(run.indices), len(run.indices) - len(todo), f"predict {run.source.name} σ={job.sigma:g} on {run.choice.name}")
     finished = None
     try:
         for idx in todo:
