@@ -5,6 +5,7 @@ from __future__ import annotations
 from certkit import hookimpl
 from certkit.certifiers.cohen import CohenCertifier
 from certkit.data import BUILTIN_DATASETS
+from certkit.objectives import NoisyCrossEntropy
 from certkit.smoothers import GaussianSmoother
 
 
@@ -19,6 +20,16 @@ def certkit_register_certifiers(register) -> None:
 
 
 @hookimpl
+def certkit_register_objectives(register) -> None:
+    register(
+        "noisy-ce",
+        NoisyCrossEntropy,
+        description="cross-entropy on x + N(0, sigma^2) (Cohen et al.), optional consistency regularization (Jeong & Shin)",
+        supervised=True,
+    )
+
+
+@hookimpl
 def certkit_register_datasets(register) -> None:
     for name, entry in BUILTIN_DATASETS.items():
         register(name, entry, description=entry.description)
@@ -27,8 +38,10 @@ def certkit_register_datasets(register) -> None:
 @hookimpl
 def certkit_register_commands(register) -> None:
     from certkit.cli.certify_cmd import certify
+    from certkit.cli.compare_cmd import compare
     from certkit.cli.config_cmd import config
     from certkit.cli.export_cmd import export
+    from certkit.cli.plugin_cmd import plugin_app
     from certkit.cli.plugins_cmd import plugins_command
     from certkit.cli.predict_cmd import predict
     from certkit.cli.report_cmd import report
@@ -37,7 +50,9 @@ def certkit_register_commands(register) -> None:
     register("certify", certify)
     register("predict", predict)
     register("report", report, description="Certified accuracy table (rich, Markdown, CSV) and plot from results files.")
+    register("compare", compare, description="Compare methods (models of any plugin, or results files) on identical images, sigma, N0, N, alpha and seed: one table and one plot.")
     register("plugins", plugins_command)
+    register("plugin", plugin_app, description="Start a plugin of your own: 'certkit plugin new NAME' writes a working plugin distribution.")
     register("config", config)
     register("pretrain", pretrain)
     register("finetune", finetune)

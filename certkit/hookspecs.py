@@ -31,8 +31,11 @@ def certkit_register_models(register: Register) -> None:
     Called once when the models registry is first used. ``component`` is a callable
     ``factory(**overrides) -> torch.nn.Module`` whose result has an ``input_spec``
     (:class:`certkit.InputSpec`). Details: ``checkpoints`` (``{sigma: path}`` of weights the
-    plugin ships) and ``checkpoint_filter`` (``(state_dict, model) -> state_dict`` for foreign
-    checkpoint formats).
+    plugin ships), ``checkpoint_filter`` (``(state_dict, model) -> state_dict`` for foreign
+    checkpoint formats), ``pretraining=True`` (an encoder-decoder for ``certkit pretrain``, not
+    a classifier), and ``prefix=True``: ``name`` (e.g. ``"timm/"``) is a family answering every
+    name that starts with it, whose factory gets the rest as ``arch=``; with it, ``check_name``
+    (``(rest) -> None``, raising :class:`certkit.errors.PluginError`) refuses unknown members.
     """
 
 
@@ -44,8 +47,11 @@ def certkit_register_corruptions(register: Register) -> None:
 
 @hookspec
 def certkit_register_objectives(register: Register) -> None:
-    """Register pretraining objectives. ``component`` is a factory
-    ``(**options) -> certkit.PretrainObjective``."""
+    """Register training objectives. A pretraining objective's ``component`` is a factory
+    ``(**options) -> certkit.PretrainObjective`` (detail ``default_model``: the model
+    ``certkit pretrain`` uses without ``--model``). A supervised one is registered with the
+    detail ``supervised=True`` and its factory ``(sigma, **options) ->
+    certkit.ClassificationObjective`` is what ``certkit finetune --objective NAME`` trains with."""
 
 
 @hookspec

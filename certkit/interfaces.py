@@ -193,3 +193,18 @@ class PretrainObjective(Protocol):
     name: str
 
     def __call__(self, model: torch.nn.Module, images: torch.Tensor, generator: torch.Generator | None = None) -> LossOutput: ...
+
+
+class ClassificationObjective(Protocol):
+    """A supervised objective: how a base classifier learns from labelled images.
+
+    ``images`` are clean [0, 1] images ``[B, C, H, W]``; the objective adds its own noise (drawn
+    from ``generator``, on the images' device), so one objective can train for Gaussian
+    smoothing, another for a different corruption. ``labels`` are int64 ``[B]``. Registered
+    under the kind ``objectives`` with the detail ``supervised=True``; ``certkit finetune
+    --objective NAME`` builds it as ``factory(sigma=..., **options)``.
+    """
+
+    name: str
+
+    def __call__(self, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> LossOutput: ...

@@ -38,7 +38,10 @@ REQUIRED_META = (META_MODEL, META_INPUT_SPEC, META_SIGMA, META_CHECKPOINT_SHA256
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 
-_EXPORT_FIX = "Export the model with 'certkit export --model NAME --sigma S -o FILE.onnx'."
+_EXPORT = "'certkit export --model NAME --sigma S -o FILE.onnx'"
+_EXPORT_FIX = f"Export the model with {_EXPORT}."
+_REEXPORT_FIX = f"Re-export it with {_EXPORT}."
+_MISSING_FIX = f"Check the path, or export one with {_EXPORT}."
 
 
 @dataclass(frozen=True)
@@ -102,11 +105,11 @@ def _first_line(error: Exception) -> str:
 def _open_for_reading(path: Path):
     path = Path(path).expanduser()
     if not path.is_file():
-        raise CheckpointError(f"ONNX file {path} does not exist.", f"Check the path. {_EXPORT_FIX}")
+        raise CheckpointError(f"ONNX file {path} does not exist.", _MISSING_FIX)
     try:
         return path, make_session(path, [CPU_PROVIDER], threads=1, optimize=False)
     except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise CheckpointError(f"{path} is not a readable ONNX model ({_first_line(error)}).", f"Re-export it. {_EXPORT_FIX}") from None
+        raise CheckpointError(f"{path} is not a readable ONNX model ({_first_line(error)}).", _REEXPORT_FIX) from None
 
 
 def info_from_session(path: Path, session) -> OnnxModelInfo:
@@ -119,7 +122,7 @@ def info_from_session(path: Path, session) -> OnnxModelInfo:
         spec = InputSpec.from_dict(json.loads(meta[META_INPUT_SPEC]))
         sigma = None if meta[META_SIGMA] in ("", "None", "null") else float(meta[META_SIGMA])
     except (ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{path} has malformed certkit metadata ({type(error).__name__}: {_first_line(error)}).", f"Re-export it. {_EXPORT_FIX}") from None
+        raise CheckpointError(f"{path} has malformed certkit metadata ({type(error).__name__}: {_first_line(error)}).", _REEXPORT_FIX) from None
     inputs, outputs = session.get_inputs(), session.get_outputs()
     return OnnxModelInfo(
         path=path,
@@ -150,7 +153,7 @@ def check_onnx_file(path: Path) -> OnnxModelInfo:
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise CheckpointError(f"ONNX file {path} does not exist.", f"Check the path. {_EXPORT_FIX}")
+        raise CheckpointError(f"ONNX file {path} does not exist.", _MISSING_FIX)
     try:
         import onnx
     except ImportError:
@@ -159,7 +162,7 @@ def check_onnx_file(path: Path) -> OnnxModelInfo:
         try:
             onnx.checker.check_model(str(path))  # by path: also handles external-data files
         except Exception as error:  # noqa: BLE001 - protobuf and checker errors alike
-            raise CheckpointError(f"{path} is not a valid ONNX model ({_first_line(error)}).", f"Re-export it. {_EXPORT_FIX}") from None
+            raise CheckpointError(f"{path} is not a valid ONNX model ({_first_line(error)}).", _REEXPORT_FIX) from None
     path, session = _open_for_reading(path)
     info = info_from_session(path, session)
     _check_signature(path, session, info.spec)
@@ -171,12 +174,12 @@ def _check_signature(path: Path, session, spec: InputSpec) -> None:
     expected_in = [spec.channels, *spec.image_size]
     if len(inputs) != 1 or inputs[0].type != "tensor(float)" or len(inputs[0].shape) != 4 or list(inputs[0].shape[1:]) != expected_in:
         got = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs) or "none"
-        raise CheckpointError(f"{path} must take one float32 input [batch, {', '.join(map(str, expected_in))}] (its input spec), but takes: {got}.", f"Re-export it. {_EXPORT_FIX}")
+        raise CheckpointError(f"{path} must take one float32 input [batch, {', '.join(map(str, expected_in))}] (its input spec), but takes: {got}.", _REEXPORT_FIX)
     if isinstance(inputs[0].shape[0], int):
-        raise CheckpointError(f"{path} has a fixed batch size of {inputs[0].shape[0]}; certification needs a dynamic batch axis.", f"Re-export it. {_EXPORT_FIX}")
+        raise CheckpointError(f"{path} has a fixed batch size of {inputs[0].shape[0]}; certification needs a dynamic batch axis.", _REEXPORT_FIX)
     if len(outputs) != 1 or outputs[0].type != "tensor(float)" or len(outputs[0].shape) != 2 or outputs[0].shape[1] != spec.num_classes:
         got = ", ".join(f"{o.name} {o.type} {o.shape}" for o in outputs) or "none"
-        raise CheckpointError(f"{path} must give one float32 output [batch, {spec.num_classes}] (logits), but gives: {got}.", f"Re-export it. {_EXPORT_FIX}")
+        raise CheckpointError(f"{path} must give one float32 output [batch, {spec.num_classes}] (logits), but gives: {got}.", _REEXPORT_FIX)
 
 
 class OnnxEngine:

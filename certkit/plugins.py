@@ -5,6 +5,12 @@ outside plugins. Entry points of group ``certkit`` load lazily, once. A plugin t
 import or to register is recorded (name and error) and skipped, so one broken plugin never
 takes the CLI down; ``certkit plugins`` shows it.
 
+A component registered with the detail ``prefix=True`` names a *family*: registered as
+``"timm/"``, it answers every name that starts with ``"timm/"`` (``"timm/resnet18"``), and its
+factory receives the rest of the name as ``arch=``. Exact names win over families; the longest
+matching family wins over shorter ones. An optional detail ``check_name(rest)`` may raise
+:class:`certkit.errors.PluginError` for a rest the family cannot build.
+
 Environment:
 - ``CERTKIT_DISABLE_PLUGIN_AUTOLOAD=1``: load no entry points (built-ins only).
 - ``CERTKIT_BLOCK_PLUGINS=a,b``: skip the entry points named ``a`` and ``b``.
@@ -12,11 +18,12 @@ Environment:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pluggy
@@ -71,39 +78,72 @@ class Registry:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._by_name: dict[str, Component] = {}
+        self._families: dict[str, Component] = {}  # prefix -> component registered with prefix=True
         self._canonical: list[Component] = []
 
     def add(self, component: Component) -> None:
+        family = bool(component.details.get("prefix"))
+        if family and component.aliases:
+            raise PluginError(f"{self.kind[:-1]} family '{component.name}' of plugin '{component.plugin}' has aliases.", "A prefix component takes no aliases.")
         for key in (component.name, *component.aliases):
-            clash = self._by_name.get(key)
+            clash = self._by_name.get(key) or self._families.get(key)
             if clash is not None:
                 raise PluginError(
                     f"{self.kind[:-1]} name '{key}' is registered twice: by plugin '{clash.plugin}' "
                     f"and by plugin '{component.plugin}'.",
                     f"Uninstall one of them or block it with {BLOCK_ENV}=<name>.",
                 )
-        for key in (component.name, *component.aliases):
-            self._by_name[key] = component
+        if family:
+            self._families[component.name] = component
+        else:
+            for key in (component.name, *component.aliases):
+                self._by_name[key] = component
         self._canonical.append(component)
 
     def get(self, name: str) -> Component:
-        try:
-            return self._by_name[name]
-        except KeyError:
-            known = ", ".join(sorted(self._by_name)) or "none"
-            raise PluginError(
-                f"unknown {self.kind[:-1]} '{name}'.",
-                f"Known {self.kind}: {known}. Run 'certkit plugins' to see what each plugin provides.",
-            ) from None
+        found = self._by_name.get(name)
+        if found is not None:
+            return found
+        family = self._family_of(name)
+        if family is not None:
+            return self._member(family, name)
+        raise PluginError(
+            f"unknown {self.kind[:-1]} '{name}'.",
+            f"Known {self.kind}: {', '.join(sorted([*self._by_name, *map(display_name, self._families.values())])) or 'none'}. Run 'certkit plugins' to see what each plugin provides.",
+        )
+
+    def _family_of(self, name: str) -> Component | None:
+        matches = [prefix for prefix in self._families if name.startswith(prefix)]
+        return self._families[max(matches, key=len)] if matches else None
+
+    def _member(self, family: Component, name: str) -> Component:
+        """The family's component for one full name: its factory gets ``arch=<rest>``."""
+        rest = name[len(family.name):]
+        if not rest:
+            raise PluginError(f"'{name}' names a {self.kind[:-1]} family, not one {self.kind[:-1]}.", f"Add a name after the prefix, e.g. {display_name(family)}.")
+        check = family.details.get("check_name")
+        if check is not None:
+            check(rest)
+        details = {k: v for k, v in family.details.items() if k not in ("prefix", "check_name")}
+        return replace(family, name=name, obj=functools.partial(family.obj, arch=rest), details={**details, "family": family.name})
 
     def __contains__(self, name: str) -> bool:
-        return name in self._by_name
+        if name in self._by_name:
+            return True
+        family = self._family_of(name)
+        return family is not None and len(name) > len(family.name)
 
     def __iter__(self) -> Iterator[Component]:
         return iter(self._canonical)
 
     def names(self) -> list[str]:
-        return sorted(c.name for c in self._canonical)
+        """Registered names, families shown as ``prefix<arch>``."""
+        return sorted(display_name(c) for c in self._canonical)
+
+
+def display_name(component: Component) -> str:
+    """``timm/<arch>`` for a family registered as ``timm/``, else the plain name."""
+    return f"{component.name}<arch>" if component.details.get("prefix") else component.name
 
 
 class PluginHost:

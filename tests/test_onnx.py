@@ -246,8 +246,8 @@ def fixed_batch(d: Path, good: Path) -> Path:
 
 
 BAD_FILES = [
-    ("missing", lambda d, good: d / "nope.onnx", ["ONNX file", "nope.onnx does not exist", "certkit export"]),
-    ("truncated", truncated, ["cut.onnx is not a valid ONNX model", "Re-export it"]),
+    ("missing", lambda d, good: d / "nope.onnx", ["ONNX file", "nope.onnx does not exist", "Check the path, or export one"]),
+    ("truncated", truncated, ["cut.onnx is not a valid ONNX model", "Re-export it with"]),
     ("not onnx", not_onnx, ["notes.onnx is not a valid ONNX model"]),
     ("no certkit metadata", without_metadata, ["plain.onnx has no certkit metadata", "certkit_model", "certkit export"]),
     ("fixed batch", fixed_batch, ["fixed.onnx has a fixed batch size of 5", "dynamic batch axis"]),
@@ -274,7 +274,7 @@ BAD_FLAGS = [
     ("engine torch with onnx file", ["--engine", "torch"], ["--onnx runs the onnx engine, but --engine torch", "Drop --engine"]),
     ("checkpoint with onnx file", ["--checkpoint", "x.safetensors"], ["--checkpoint does not apply with --onnx"]),
     ("other model", ["--model", "vit-mini"], ["holds model 'tiny-cnn', not 'vit-mini'", "--model tiny-cnn"]),
-    ("precision with onnx", ["--precision", "fp16"], ["--precision apply to the torch engine only"]),
+    ("precision with onnx", ["--precision", "fp16"], ["--precision: torch engine options", "fp32 graph"]),
     ("unknown engine", ["--engine", "tensorrt"], ["unknown engine 'tensorrt'", "Known engines: torch, onnx"]),
 ]
 

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from certkit.cli.main import build_app
 from certkit.interfaces import LossOutput
+from certkit.objectives import NoisyCrossEntropy
 from certkit.training import TrainSettings, train
 from certkit.training.param_groups import param_groups
 from certkit.training.schedule import lr_at
@@ -65,7 +66,8 @@ def test_consistency_loss_matches_independent_formula():
     torch.manual_seed(0)
     model = TinyCNN().eval()
     images, labels = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
-    task = NoisyClassificationTask(model, "tiny-cnn", sigma=0.5, consistency_lambda=2.0, consistency_eta=0.5, copies=2, label_smoothing=0.0)
+    objective = NoisyCrossEntropy(sigma=0.5, consistency_lambda=2.0, consistency_eta=0.5, copies=2, label_smoothing=0.0)
+    task = NoisyClassificationTask(model, "tiny-cnn", objective)
     output = task.loss(model, images, labels, torch.Generator().manual_seed(3))
     noise = torch.randn((8, 1, 28, 28), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -108,7 +110,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_model, tmp_path):
     def settings(out: str) -> TrainSettings:
         return TrainSettings(out_dir=tmp_path / out, epochs=3, batch_size=32, blr=1e-3, warmup_epochs=1, device="cpu", seed=5)
 
-    data, options = DataRequest("fashion-mnist-mini", max=256), FinetuneOptions(sigma=0.25, consistency_lambda=2.0, consistency_eta=0.5, drop_path=0.0)
+    data, options = DataRequest("fashion-mnist-mini", max=256), FinetuneOptions(sigma=0.25, objective_options={"consistency_lambda": 2.0, "consistency_eta": 0.5}, drop_path=0.0)
     run_finetune("tiny-cnn", data, settings("whole"), options, {})
     with pytest.raises(KeyboardInterrupt):
         run_finetune("tiny-cnn", data, settings("split"), options, {}, progress=_StopAfterFirstEpoch())
@@ -143,7 +145,7 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
     from torch.utils.data import TensorDataset
 
     data = TensorDataset(torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,)))
-    task = _ExplodingTask(TinyCNN(), "tiny-cnn", sigma=0.25)
+    task = _ExplodingTask(TinyCNN(), "tiny-cnn", NoisyCrossEntropy(sigma=0.25))
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1, step 1"):
         train(task, data, TrainSettings(out_dir=tmp_path / "run", epochs=1, batch_size=32, warmup_epochs=0, device="cpu"))
     assert not (tmp_path / "run" / "checkpoint-last.pth").exists()

@@ -25,7 +25,7 @@ def plugins_command() -> None:
             failed = True
             table.add_row(info.name, info.version, info.source, f"[red]failed: {info.error}[/red]")
             continue
-        lines = [f"{c.kind[:-1]}: {c.name}" + (f" (aliases: {', '.join(c.aliases)})" if c.aliases else "") for c in components]
+        lines = [f"{c.kind[:-1]}: {plugins.display_name(c)}" + (f" (aliases: {', '.join(c.aliases)})" if c.aliases else "") for c in components]
         table.add_row(info.name, info.version, info.source, "\n".join(lines) or "-")
     Console().print(table)
     if failed:

@@ -9,13 +9,12 @@ import typer
 import yaml
 from rich.console import Console
 
-from certkit import plugins
 from certkit.cli import options as opt
 from certkit.cli.train_progress import EpochProgress
 from certkit.config import load_settings
 from certkit.errors import CertkitError
 from certkit.training import TrainSettings
-from certkit.workflows.train import DataRequest, FinetuneOptions, run_finetune, run_pretrain
+from certkit.workflows.train import DataRequest, FinetuneOptions, find_objective, run_finetune, run_pretrain
 
 Epochs = Annotated[int, typer.Option("--epochs", help="Epochs to train (a resumed run stops at the same total).")]
 TrainBatch = Annotated[int, typer.Option("--batch", help="Images per step and process; effective batch = batch x accum x processes.")]
@@ -47,12 +46,12 @@ def _settings(out_dir: Path, epochs: int, batch: int, accum: int, blr: float, lr
     )
 
 
-def _parse_options(pairs: list[str]) -> dict:
+def _parse_options(pairs: list[str], flag: str = "--option", example: str = "mask_ratio=0.6") -> dict:
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise CertkitError(f"--option '{pair}' is not key=value.", "Pass e.g. --option mask_ratio=0.6.")
+            raise CertkitError(f"{flag} '{pair}' is not key=value.", f"Pass e.g. {flag} {example}.")
         options[key.replace("-", "_")] = yaml.safe_load(value)
     return options
 
@@ -88,7 +87,7 @@ def pretrain(
 ) -> None:
     """Self-supervised pretraining with a registered objective (e.g. `certkit pretrain dmae`)."""
     config, _ = load_settings(config_file, {"seed": seed, "device": device})
-    component = plugins.get("objectives", objective)
+    component = find_objective(objective, supervised=False)
     model = model or component.details.get("default_model")
     if model is None:
         raise CertkitError(f"objective '{objective}' names no default model.", "Pass --model.")
@@ -103,17 +102,20 @@ def pretrain(
 
 def finetune(
     sigma: Annotated[float, typer.Option("--sigma", help="Gaussian noise level to train for (one model per sigma).")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Registered classifier.")] = "vit-mini",
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered classifier (see 'certkit plugins'; e.g. timm/resnet18 with certkit-gaussian).")] = "vit-mini",
+    objective: Annotated[str, typer.Option("--objective", help="Registered supervised objective: noisy-ce (Gaussian noise + cross-entropy, optional consistency), or a plugin's (e.g. stability).")] = "noisy-ce",
+    option: Annotated[list[str], typer.Option("--option", "-O", help="Other objective option as key=value (repeatable), e.g. -O gamma=6 for stability.")] = [],  # noqa: B006
+    model_option: Annotated[list[str], typer.Option("--model-option", "-M", help="Model factory option as key=value (repeatable; stored with the weights), e.g. -M depth=32.")] = [],  # noqa: B006
     init: Annotated[Optional[Path], typer.Option("--init", help="Pretrained weights (certkit safetensors or a DMAE/MAE .pth).", show_default=False)] = None,
     data: Annotated[str, typer.Option("--data", help="Dataset name or a folder of class folders.")] = "fashion-mnist-mini",
     data_path: opt.DataPath = None,
     split: TrainSplit = "train",
     max_images: opt.Max = None,
     augment: Augment = "none",
-    consistency: Annotated[bool, typer.Option("--consistency/--no-consistency", help="Consistency regularization (Jeong & Shin 2020) with 2 noise copies.")] = True,
-    consistency_lambda: Annotated[float, typer.Option("--lbd", help="Weight of the KL-to-mean term.")] = 2.0,
-    consistency_eta: Annotated[Optional[float], typer.Option("--eta", help="Weight of the entropy term (default 0.5; 0.1 at sigma >= 1).", show_default=False)] = None,
-    label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.1,
+    consistency: Annotated[Optional[bool], typer.Option("--consistency/--no-consistency", help="noisy-ce: consistency regularization (Jeong & Shin 2020) with 2 noise copies [default: on]; --no-consistency --label-smoothing 0 is Cohen et al.'s plain Gaussian augmentation.", show_default=False)] = None,
+    consistency_lambda: Annotated[Optional[float], typer.Option("--lbd", help="noisy-ce: weight of the KL-to-mean term [default: 2.0].", show_default=False)] = None,
+    consistency_eta: Annotated[Optional[float], typer.Option("--eta", help="noisy-ce: weight of the entropy term (default 0.5; 0.1 at sigma >= 1).", show_default=False)] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option("--label-smoothing", help="noisy-ce: label smoothing [default: 0.1].", show_default=False)] = None,
     layer_decay: Annotated[Optional[float], typer.Option("--layer-decay", help="Layer-wise lr decay (DMAE: 0.65 ViT-B, 0.75 ViT-L).", show_default=False)] = None,
     drop_path: Annotated[float, typer.Option("--drop-path", help="Stochastic depth rate (DMAE: 0.1 ViT-B, 0.2 ViT-L).")] = 0.1,
     linear_probe: Annotated[bool, typer.Option("--linear-probe", help="Train only a BatchNorm + Linear head on frozen features.")] = False,
@@ -135,16 +137,38 @@ def finetune(
     resume: Resume = True,
     config_file: opt.ConfigFile = None,
 ) -> None:
-    """Train a classifier on Gaussian-noisy images at --sigma, from --init or from scratch."""
+    """Train a classifier for smoothing at --sigma with a supervised objective, from --init or from scratch.
+
+    Without --init this trains from scratch: with --no-consistency --label-smoothing 0 it is
+    Cohen et al.'s Gaussian-augmentation baseline; the default adds consistency regularization.
+    """
     config, _ = load_settings(config_file, {"seed": seed, "device": device})
-    eta = consistency_eta if consistency_eta is not None else (0.1 if sigma >= 1.0 else 0.5)
+    objective_options = _objective_options(_parse_options(option, "--option", "gamma=6"), consistency, consistency_lambda, consistency_eta, label_smoothing)
     options = FinetuneOptions(
-        sigma=sigma, init=init, consistency_lambda=consistency_lambda if consistency else 0.0, consistency_eta=eta if consistency else 0.0,
-        label_smoothing=label_smoothing, layer_decay=layer_decay, drop_path=0.0 if linear_probe else drop_path, linear_probe=linear_probe,
+        sigma=sigma, init=init, objective=objective, objective_options=objective_options, layer_decay=layer_decay,
+        drop_path=0.0 if linear_probe else drop_path, linear_probe=linear_probe, model_overrides=_parse_options(model_option, "--model-option", "depth=32"),
     )
-    out_dir = out_dir or Path("runs") / f"finetune-{model}-sigma{sigma:g}"
+    run_name = f"finetune-{model.replace('/', '-')}" + ("" if objective == "noisy-ce" else f"-{objective}") + f"-sigma{sigma:g}"
+    out_dir = out_dir or Path("runs") / run_name
     settings = _settings(out_dir, epochs, batch, accum, blr, lr, min_lr, warmup_epochs, weight_decay, (0.9, 0.999), clip_grad, amp, save_every, config.seed, config.device, workers, resume)
     console = Console()
     with EpochProgress(console) as progress:
         outcome = run_finetune(model, DataRequest(data, data_path, split, max_images, augment), settings, options, config.datasets, progress)
     console.print(f"weights: {outcome.weights}\ncertify them: certkit certify --model {model} --sigma {sigma:g} --checkpoint {outcome.weights}")
+
+
+def _objective_options(options: dict, consistency: bool | None, lbd: float | None, eta: float | None, label_smoothing: float | None) -> dict:
+    """Only flags given on the command line become objective options, so an objective that
+    does not take them (e.g. stability) refuses them instead of ignoring them."""
+    if consistency is False:
+        options.update(consistency_lambda=0.0, consistency_eta=0.0)
+    else:
+        if consistency is True:
+            options.setdefault("consistency_lambda", 2.0)
+        if lbd is not None:
+            options["consistency_lambda"] = lbd
+        if eta is not None:
+            options["consistency_eta"] = eta
+    if label_smoothing is not None:
+        options["label_smoothing"] = label_smoothing
+    return options

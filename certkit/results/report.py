@@ -36,6 +36,8 @@ class ReportRow:
     mean_samples: float | None  # None when the file has no `n` column (Cohen's format)
     total_samples: int | None
     wall_time: float  # seconds; for the envelope, the cost of all runs it is made of
+    clean_accuracy: float = math.nan  # right and not abstaining (= certified accuracy at r = 0)
+    note: str = ""  # why the row is not like the others (compare --allow-mismatch)
 
 
 def curve_labels(results: Sequence[ResultsFile], labels: Sequence[str] | None = None) -> list[str]:
@@ -82,31 +84,37 @@ def _file_row(result: ResultsFile, radii: list[float], label: str) -> ReportRow:
         mean_samples=float(np.mean(samples)) if has_samples else None,
         total_samples=int(np.sum(samples)) if has_samples else None,
         wall_time=float(np.sum(result.time)),
+        clean_accuracy=float(np.mean(result.correct == 1)) if images else math.nan,
     )
 
 
-def render_table(radii: Sequence[float], rows: Sequence[ReportRow], width: int | None = None) -> Table:
+TITLE = "Certified accuracy (%) at L2 radius"
+
+
+def render_table(radii: Sequence[float], rows: Sequence[ReportRow], width: int | None = None, compare: bool = False, title: str = TITLE) -> Table:
     """Rich table: certified accuracy (%) per radius, ACR, abstentions, samples and time.
 
     One column per radius, as in the papers; when that would not fit in ``width`` terminal
-    columns, the table is transposed (one row per radius) rather than cropped.
+    columns, the table is transposed (one row per radius) rather than cropped. ``compare``
+    shows the clean accuracy of the smoothed classifier instead of the abstention rate, and a
+    "differs" column when a row has a note.
     """
-    header = ["model", "images", *(f"r={r:g}" for r in radii), "ACR", "abstain", "samples/img", "time"]
-    cells = [_cells(row) for row in rows]
+    header = _header(radii, rows, compare)
+    cells = [_cells(row, compare, len(header)) for row in rows]
     needed = sum(max(len(h), *(len(c[i]) for c in cells)) + 3 for i, h in enumerate(header))
     if width is not None and needed > width:
-        return _transposed(header, cells)
-    table = Table(title="Certified accuracy (%) at L2 radius", title_justify="left")
-    table.add_column("model", style="bold")
+        return _transposed(header, cells, title)
+    table = Table(title=title, title_justify="left")
+    table.add_column(header[0], style="bold")
     for name in header[1:]:
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="left" if name == "differs" else "right")
     for row, row_cells in zip(rows, cells):
         table.add_row(*row_cells, style="italic" if row.label == ENVELOPE_LABEL else None)
     return table
 
 
-def _transposed(header: Sequence[str], cells: Sequence[Sequence[str]]) -> Table:
-    table = Table(title="Certified accuracy (%) at L2 radius", title_justify="left")
+def _transposed(header: Sequence[str], cells: Sequence[Sequence[str]], title: str = TITLE) -> Table:
+    table = Table(title=title, title_justify="left")
     table.add_column("", style="bold")
     for row_cells in cells:
         table.add_column(row_cells[0], justify="right")
@@ -115,45 +123,60 @@ def _transposed(header: Sequence[str], cells: Sequence[Sequence[str]]) -> Table:
     return table
 
 
-def write_markdown(path: Path, radii: Sequence[float], rows: Sequence[ReportRow]) -> None:
+def write_markdown(path: Path, radii: Sequence[float], rows: Sequence[ReportRow], compare: bool = False, title: str = TITLE) -> None:
     """GitHub-flavoured Markdown table with the same cells as the terminal table."""
-    header = ["model", "images", *(f"r={r:g}" for r in radii), "ACR", "abstain", "samples/img", "time"]
-    align = ["---", "---:", *("---:" for _ in radii), "---:", "---:", "---:", "---:"]
+    header = _header(radii, rows, compare)
+    align = ["---", *("---:" for _ in header[1:])]
+    if header[-1] == "differs":
+        align[-1] = "---"
     lines = [
-        "Certified accuracy (%) at L2 radius.",
+        f"{title}.",
         "",
         _md_line(header),
         _md_line(align),
-        *(_md_line([cell.replace("|", "\\|") for cell in _cells(row)]) for row in rows),
+        *(_md_line([cell.replace("|", "\\|") for cell in _cells(row, compare, len(header))]) for row in rows),
     ]
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def write_csv(path: Path, radii: Sequence[float], rows: Sequence[ReportRow]) -> None:
-    """Raw numbers (fractions, seconds); empty cells where a value is undefined."""
+def write_csv(path: Path, radii: Sequence[float], rows: Sequence[ReportRow], compare: bool = False) -> None:
+    """Raw numbers (fractions, seconds); empty cells where a value is undefined. ``compare``
+    adds the clean accuracy of the smoothed classifier and the note of each row."""
     with Path(path).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(
             ["label", "images", *(f"certified_acc@{r:g}" for r in radii),
-             "acr", "abstain_rate", "mean_samples", "total_samples", "wall_time_s"]
+             "acr", "abstain_rate", "mean_samples", "total_samples", "wall_time_s",
+             *(("clean_acc", "differs") if compare else ())]
         )
         for row in rows:
             writer.writerow(
                 [row.label, row.images, *(_raw(a) for a in row.certified), _raw(row.acr), _raw(row.abstain_rate),
-                 _raw(row.mean_samples), _raw(row.total_samples), _raw(row.wall_time)]
+                 _raw(row.mean_samples), _raw(row.total_samples), _raw(row.wall_time),
+                 *((_raw(row.clean_accuracy), row.note) if compare else ())]
             )
 
 
-def _cells(row: ReportRow) -> list[str]:
-    return [
+def _header(radii: Sequence[float], rows: Sequence[ReportRow], compare: bool) -> list[str]:
+    if not compare:
+        return ["model", "images", *(f"r={r:g}" for r in radii), "ACR", "abstain", "samples/img", "time"]
+    header = ["method", "images", *(f"r={r:g}" for r in radii), "ACR", "clean acc", "samples/img", "time"]
+    return [*header, "differs"] if any(row.note for row in rows) else header
+
+
+def _cells(row: ReportRow, compare: bool = False, width: int = 0) -> list[str]:
+    cells = [
         row.label,
         str(row.images),
         *(_percent(a) for a in row.certified),
         MISSING if math.isnan(row.acr) else f"{row.acr:.3f}",
-        _percent(row.abstain_rate),
+        _percent(row.clean_accuracy if compare else row.abstain_rate),
         MISSING if row.mean_samples is None else f"{row.mean_samples:,.0f}",
         _duration(row.wall_time),
     ]
+    if compare and width > len(cells):
+        cells.append(row.note or "")
+    return cells
 
 
 def _percent(fraction: float) -> str:

@@ -22,7 +22,7 @@ from certkit.interfaces import Certificate
 COLUMNS = ("idx", "label", "predict", "radius", "correct", "time", "pA_lower", "n", "nA", "n0A")
 
 #: metadata keys that define what a results file means; resuming requires them all equal
-IDENTITY_KEYS = ("kind", "model", "checkpoint_sha256", "sigma", "smoother", "certifier", "n0", "n", "alpha", "seed", "dataset")
+IDENTITY_KEYS = ("kind", "model", "checkpoint_sha256", "sigma", "smoother", "certifier", "n0", "n", "alpha", "seed", "dataset", "precision")
 
 
 def sidecar_path(path: Path) -> Path:

@@ -124,7 +124,7 @@ def resolve_onnx(job: CertifyJob) -> CertifyJob:
     if job.engine == "onnx":
         torch_only = [flag for flag, on in (("--precision", job.precision != "fp32"), ("--channels-last", job.channels_last), ("--compile", job.compile)) if on]
         if torch_only:
-            raise CertkitError(f"{', '.join(torch_only)} apply to the torch engine only; the ONNX engine runs the exported fp32 graph.", "Drop them, or use --engine torch.")
+            raise CertkitError(f"{', '.join(torch_only)}: torch engine options, but the ONNX engine runs the exported fp32 graph.", "Drop them, or use --engine torch.")
     if job.onnx is None:
         if job.sigma is None:
             raise CertkitError("no sigma was given.", "Pass --sigma S.")
@@ -257,6 +257,7 @@ def metadata(job: CertifyJob, run: Prepared, smoother: str, kind: str) -> dict[s
         "max": job.max,
         "batch": job.batch,
         "engine": job.engine,
+        "precision": job.precision,  # part of the identity: fp16 rows must not mix with fp32 ones
         "engine_details": run.engine_details,
         "device": str(run.device),
         "versions": versions(),

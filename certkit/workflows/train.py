@@ -70,9 +70,21 @@ def _training_data(request: DataRequest, configured_datasets: dict[str, Any], sp
     return dataset, info
 
 
+def find_objective(name: str, supervised: bool) -> plugins.Component:
+    """The registered objective ``name``, refused when it is of the other sort: ``pretrain``
+    takes self-supervised objectives, ``finetune`` supervised ones (detail ``supervised=True``)."""
+    component = plugins.get("objectives", name)
+    if bool(component.details.get("supervised")) != supervised:
+        fitting = ", ".join(sorted(c.name for c in plugins.host().registry("objectives") if bool(c.details.get("supervised")) == supervised)) or "none"
+        if supervised:
+            raise CertkitError(f"objective '{name}' is a pretraining objective; finetune trains with a supervised one.", f"Use 'certkit pretrain {name}', or --objective with one of: {fitting}.")
+        raise CertkitError(f"objective '{name}' is a supervised classification objective; pretrain takes a self-supervised one.", f"Use 'certkit finetune --objective {name}', or pretrain with one of: {fitting}.")
+    return component
+
+
 def run_pretrain(objective: str, model: str, data: DataRequest, settings: TrainSettings, options: dict[str, Any], configured_datasets: dict[str, Any], progress: TrainProgress | None = None) -> TrainOutcome:
     """Pretrain ``model`` (a registered pretraining model) with the registered ``objective``."""
-    objective_component = plugins.get("objectives", objective)
+    objective_component = find_objective(objective, supervised=False)
     model_component = plugins.get("models", model)
     if not model_component.details.get("pretraining"):
         pretrainable = [c.name for c in plugins.host().registry("models") if c.details.get("pretraining")]
@@ -90,11 +102,14 @@ def run_pretrain(objective: str, model: str, data: DataRequest, settings: TrainS
 
 @dataclass(frozen=True)
 class FinetuneOptions:
+    """``objective`` is a registered supervised objective, built as
+    ``factory(sigma=sigma, **objective_options)``; ``model_overrides`` are factory options of the
+    model, stored with the weights so that certify rebuilds the same architecture."""
+
     sigma: float
     init: Path | None = None
-    consistency_lambda: float = 0.0
-    consistency_eta: float = 0.0
-    label_smoothing: float = 0.1
+    objective: str = "noisy-ce"
+    objective_options: dict[str, Any] = field(default_factory=dict)
     layer_decay: float | None = None
     drop_path: float = 0.0
     linear_probe: bool = False
@@ -102,20 +117,26 @@ class FinetuneOptions:
 
 
 def run_finetune(model: str, data: DataRequest, settings: TrainSettings, options: FinetuneOptions, configured_datasets: dict[str, Any], progress: TrainProgress | None = None) -> TrainOutcome:
-    """Train a classifier on Gaussian-noisy images at ``options.sigma``, from ``options.init``
-    (a pretrained checkpoint, through the model's checkpoint filter) or from scratch."""
+    """Train a classifier for smoothing at ``options.sigma`` with a supervised objective, from
+    ``options.init`` (a pretrained checkpoint, through the model's checkpoint filter) or from
+    scratch."""
     if options.sigma <= 0:
         raise CertkitError(f"sigma must be > 0, got {options.sigma}.", "Pass e.g. --sigma 0.25.")
+    objective = find_objective(options.objective, supervised=True)
+    try:
+        objective_obj = objective.obj(sigma=options.sigma, **options.objective_options)
+    except TypeError as exc:
+        raise CertkitError(f"objective '{objective.name}' does not take the options {sorted(options.objective_options)} ({exc}).", "Drop them; see the objective's documentation for its options.") from None
     component = plugins.get("models", model)
     if component.details.get("pretraining"):
         raise CertkitError(f"model '{model}' is a pretraining model; finetune trains a classifier.", "Pass the classifier, e.g. --model vit-mini --init <pretrained weights>.")
-    structural = {"linear_probe": True} if options.linear_probe else {}
+    structural = {**({"linear_probe": True} if options.linear_probe else {}), **options.model_overrides}
     torch.manual_seed(settings.seed)  # same initial weights for the same seed (and on every rank)
-    factory_options = {**structural, **({"drop_path_rate": options.drop_path} if options.drop_path else {}), **options.model_overrides}
+    factory_options = {**({"drop_path_rate": options.drop_path} if options.drop_path else {}), **structural}
     try:
         net = component.obj(**factory_options)
     except TypeError as exc:
-        raise CertkitError(f"model '{model}' does not take the options {sorted(factory_options)} ({exc}).", "Pass --drop-path 0, or drop --linear-probe, for this model.") from None
+        raise CertkitError(f"model '{model}' does not take the options {sorted(factory_options)} ({exc}).", "Pass --drop-path 0, or drop --linear-probe or the --model-option values it does not take.") from None
     if options.init is not None:
         weights = read_weights(options.init)
         state = weights.state_dict
@@ -129,9 +150,7 @@ def run_finetune(model: str, data: DataRequest, settings: TrainSettings, options
     dataset, info = _training_data(data, configured_datasets, net.input_spec)
     names = info.class_names if len(info.class_names) == net.input_spec.num_classes else net.input_spec.class_names
     net.input_spec = replace(net.input_spec, sigma=options.sigma, class_names=names)
-    consistency = options.consistency_lambda > 0 or options.consistency_eta > 0
     task = NoisyClassificationTask(
-        net, component.name, options.sigma, options.consistency_lambda, options.consistency_eta, copies=2 if consistency else 1,
-        label_smoothing=options.label_smoothing, layer_decay=options.layer_decay, model_options=structural,
+        net, component.name, objective_obj, objective.name, options.objective_options, layer_decay=options.layer_decay, model_options=structural,
     )
     return train(task, dataset, settings, progress)

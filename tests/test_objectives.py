@@ -1,0 +1,133 @@
+"""Supervised objectives (noisy-ce and plugins'), the pretrain/finetune split, and model families."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from certkit import hookimpl, plugins
+from certkit.cli.main import build_app
+from certkit.errors import CertkitError, PluginError
+from certkit.objectives import NoisyCrossEntropy
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(build_app(), list(args), env={"COLUMNS": "200"})
+
+
+def test_noisy_ce_is_a_builtin_supervised_objective():
+    component = plugins.get("objectives", "noisy-ce")
+    assert component.plugin == "certkit.builtins" and component.details["supervised"] is True
+    assert plugins.get("objectives", "dmae").details.get("supervised") is None
+
+
+def test_noisy_ce_defaults_are_the_finetune_recipe():
+    assert NoisyCrossEntropy(sigma=0.25).options() == {"sigma": 0.25, "consistency_lambda": 2.0, "consistency_eta": 0.5, "copies": 2, "label_smoothing": 0.1}
+    assert NoisyCrossEntropy(sigma=1.0).consistency_eta == 0.1
+    cohen = NoisyCrossEntropy(sigma=0.5, consistency_lambda=0, consistency_eta=0, label_smoothing=0)
+    assert cohen.copies == 1 and not cohen.consistency
+    with pytest.raises(CertkitError, match="copies >= 1, and >= 2 with consistency"):
+        NoisyCrossEntropy(sigma=0.25, copies=1)
+
+
+def test_noisy_ce_without_consistency_is_cross_entropy_on_noisy_images():
+    from conftest import TinyCNN
+
+    torch.manual_seed(0)
+    model = TinyCNN().eval()
+    images, labels = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    objective = NoisyCrossEntropy(sigma=0.5, consistency_lambda=0, consistency_eta=0, label_smoothing=0)
+    output = objective(model, images, labels, torch.Generator().manual_seed(3))
+    noise = torch.randn((4, 1, 28, 28), generator=torch.Generator().manual_seed(3))
+    expected = torch.nn.functional.cross_entropy(model(images + 0.5 * noise), labels)
+    assert float(output.loss.detach()) == pytest.approx(float(expected.detach()), abs=1e-6)
+
+
+def test_pretrain_refuses_a_supervised_objective():
+    result = invoke("pretrain", "noisy-ce", "--epochs", "1")
+    assert result.exit_code == 2
+    assert "objective 'noisy-ce' is a supervised classification objective" in result.stderr
+    assert "certkit finetune --objective noisy-ce" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_finetune_refuses_a_pretraining_objective(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("finetune", "--model", "tiny-cnn", "--sigma", "0.25", "--objective", "dmae", "--drop-path", "0")
+    assert result.exit_code == 2
+    assert "objective 'dmae' is a pretraining objective" in result.stderr and "noisy-ce" in result.stderr.split("one of:")[1]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_objective_option_is_one_line(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("finetune", "--model", "tiny-cnn", "--sigma", "0.25", "-O", "gamma=3", "--drop-path", "0")
+    assert result.exit_code == 2
+    assert "objective 'noisy-ce' does not take the options ['gamma']" in result.stderr
+    bad = invoke("finetune", "--model", "tiny-cnn", "--sigma", "0.25", "-O", "gamma")
+    assert bad.exit_code == 2 and "--option 'gamma' is not key=value" in bad.stderr
+
+
+# --- model families: a component registered with prefix=True -------------------------------
+
+
+def _family_factory(arch: str, spec=None):
+    return ("built", arch)
+
+
+def _check(rest: str) -> None:
+    if rest == "bad":
+        raise PluginError(f"no architecture '{rest}'.", "Pick another.")
+
+
+class FamilyPlugin:
+    @hookimpl
+    def certkit_register_models(self, register):
+        register("fam/", _family_factory, prefix=True, check_name=_check, description="a family")
+        register("fam/exact", lambda **kw: "exact")
+        register("fam/long/", functools.partial(_family_factory), prefix=True)
+
+
+@pytest.fixture
+def family():
+    host = plugins.host()
+    host.register_plugin(FamilyPlugin(), name="test-family")
+    try:
+        yield host.registry("models")
+    finally:
+        host.unregister_plugin("test-family")
+
+
+def test_family_member_gets_the_rest_of_the_name(family):
+    member = family.get("fam/resnet")
+    assert member.name == "fam/resnet" and member.plugin == "test-family"
+    assert member.obj() == ("built", "resnet") and member.details == {"family": "fam/"}
+    assert family.get("fam/exact").obj() == "exact"  # an exact name wins over the family
+    assert family.get("fam/long/x").details["family"] == "fam/long/"  # the longest prefix wins
+    assert "fam/resnet" in family and "fam/" not in family
+    with pytest.raises(PluginError, match="no architecture 'bad'"):
+        family.get("fam/bad")
+    with pytest.raises(PluginError, match="unknown model 'famx'.*fam/<arch>"):
+        family.get("famx")
+    assert "fam/<arch>" in family.names()
+
+
+def test_family_name_clash_is_reported(family):
+    class Clash:
+        @hookimpl
+        def certkit_register_models(self, register):
+            register("fam/", _family_factory, prefix=True)
+
+    plugins.host().register_plugin(Clash(), name="test-clash")
+    try:
+        with pytest.raises(PluginError, match="'fam/' is registered twice"):
+            plugins.host().registry("models")
+    finally:
+        plugins.host().unregister_plugin("test-clash")
+
+
+def test_plugins_command_shows_a_family(family):
+    result = invoke("plugins")
+    assert result.exit_code == 0 and "model: fam/<arch>" in result.output
