@@ -45,6 +45,12 @@ def find_checkpoint(name: str, sigma: float, explicit: Path | None, configured: 
 def load_classifier(name: str, sigma: float, checkpoint: Path | None = None, configured: Mapping[float, Path] | None = None) -> LoadedModel:
     """Build the registered model ``name`` and load its weights for ``sigma``."""
     component = plugins.get("models", name)
+    if component.details.get("pretraining"):
+        classifiers = sorted(c.name for c in plugins.host().registry("models") if not c.details.get("pretraining"))
+        raise CheckpointError(
+            f"model '{name}' is a pretraining encoder-decoder, not a classifier.",
+            f"Fine-tune it first (certkit finetune --init ...), then use a classifier: {', '.join(classifiers)}.",
+        )
     path = find_checkpoint(component.name, sigma, checkpoint, configured)
     weights = read_weights(path)
     if weights.model_name is not None and weights.model_name not in (component.name, *component.aliases):

@@ -79,6 +79,7 @@ class Registry:
         self.kind = kind
         self._by_name: dict[str, Component] = {}
         self._families: dict[str, Component] = {}  # prefix -> component registered with prefix=True
+        self._ambiguous: dict[str, PluginError] = {}  # names two plugins registered
         self._canonical: list[Component] = []
 
     def add(self, component: Component) -> None:
@@ -100,7 +101,16 @@ class Registry:
                 self._by_name[key] = component
         self._canonical.append(component)
 
+    def mark_ambiguous(self, component: Component, clash: PluginError) -> None:
+        """Make the clashing names unusable (with ``clash`` as the error) while every other
+        name keeps working: one bad plugin must not take the whole registry down."""
+        for key in (component.name, *component.aliases):
+            if key in self._by_name or key in self._families:
+                self._ambiguous[key] = clash
+
     def get(self, name: str) -> Component:
+        if name in self._ambiguous:
+            raise self._ambiguous[name]
         found = self._by_name.get(name)
         if found is not None:
             return found
@@ -208,7 +218,7 @@ class PluginHost:
         caller = getattr(self.manager.hook, KINDS[kind])
         # Call implementations one at a time so each component is attributed to its plugin
         # and a plugin whose hook raises is dropped without losing the others.
-        for impl in reversed(caller.get_hookimpls()):
+        for impl in caller.get_hookimpls():  # registration order: built-ins first, so they keep their names
             staged: list[Component] = []
 
             def register(name: str, component: Any, *, aliases: tuple[str, ...] = (), description: str = "", **details: Any) -> None:
@@ -222,7 +232,13 @@ class PluginHost:
                     info.error = f"{KINDS[kind]} failed: {type(exc).__name__}: {exc}"
                 continue
             for component in staged:
-                registry.add(component)
+                try:
+                    registry.add(component)
+                except PluginError as clash:
+                    registry.mark_ambiguous(component, clash)
+                    info = self._infos.get(impl.plugin_name)
+                    if info is not None:
+                        info.error = str(clash)
         return registry
 
     def register_plugin(self, plugin: object, name: str) -> None:

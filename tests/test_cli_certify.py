@@ -144,6 +144,7 @@ def wrong_shape_checkpoint(path: Path) -> Path:
 BAD_INPUTS = [
     # (name, extra setup -> args, expected message fragments)
     ("unknown model", lambda d: ["certify", "--model", "vit-zzz"], ["unknown model 'vit-zzz'", "Known models:", "tiny-cnn"]),
+    ("pretraining model", lambda d: ["certify", "--model", "mae-vit-mini", "--n0", "20", "--n", "300", "--max", "2"], ["'mae-vit-mini' is a pretraining encoder-decoder", "certkit finetune"]),
     ("unknown certifier", lambda d: ["certify", *FAST, "--certifier", "nope"], ["unknown certifier 'nope'", "Known certifiers: cohen"]),
     ("unknown dataset", lambda d: ["certify", *FAST, "--data", "mnist-xyz"], ["unknown dataset 'mnist-xyz'", "fashion-mnist-mini"]),
     ("missing checkpoint", lambda d: ["certify", *FAST, "--checkpoint", str(d / "nope.safetensors")], ["nope.safetensors does not exist"]),

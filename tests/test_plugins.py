@@ -42,11 +42,19 @@ def test_duplicate_name_names_both_plugins():
         def certkit_register_certifiers(self, register):
             register("cohen", object)
 
+        @hookimpl
+        def certkit_register_commands(self, register):
+            register("plugins", lambda: None)
+
     plugins.host().register_plugin(Clash(), name="clashing-plugin")
     with pytest.raises(PluginError) as caught:
-        plugins.host().registry("certifiers")
+        plugins.get("certifiers", "cohen")
     assert "'cohen' is registered twice" in str(caught.value)
     assert "certkit.builtins" in str(caught.value) and "clashing-plugin" in str(caught.value)
+    # The clash makes only that name unusable; the CLI still starts and reports the culprit.
+    result = CliRunner().invoke(build_app(), ["plugins"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "clashing-plugin" in result.output and "registered twice" in result.output
 
 
 def test_unknown_component_lists_known_ones():
