@@ -223,3 +223,18 @@ def test_same_model_and_sigma_get_distinct_labels(tmp_path):
     labels = curve_labels(copies)
     assert labels[0] != labels[1] and labels[0].endswith("(dmae)") and labels[1].endswith("(scratch)")
     assert curve_labels(copies, ["DMAE", "from scratch"]) == ["DMAE", "from scratch"]
+
+
+def test_report_uses_report_radii_from_certkit_yaml(tmp_path, monkeypatch):
+    import shutil
+
+    source = Path(__file__).parent / "data" / "certkit_small.tsv"
+    shutil.copy(source, tmp_path / "r.tsv")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "certkit.yaml").write_text("report:\n  radii: [0.0, 0.6]\n")
+    app = typer.Typer()
+    app.command()(report)
+    result = CliRunner().invoke(app, ["r.tsv", "--out-dir", "out"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    header = (tmp_path / "out" / "report.csv").read_text().splitlines()[0]
+    assert "certified_acc@0," in header and "certified_acc@0.6," in header and "certified_acc@0.5" not in header

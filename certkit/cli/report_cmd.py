@@ -12,6 +12,7 @@ from certkit.results.metrics import certified_accuracy, default_radius_grid, env
 from certkit.results.metrics import fine_radius_grid, parse_radii
 from certkit.results.plot import plot_certified_accuracy
 from certkit.results.reader import ResultsFile, read_results
+from certkit.config import DEFAULT_SOURCE, load_settings
 from certkit.errors import ResultsError
 from certkit.results.report import ENVELOPE_LABEL, build_report, curve_labels, render_table, write_csv, write_markdown
 
@@ -38,7 +39,7 @@ def report(
     """Certified accuracy at each radius, ACR, abstentions and cost, as a table, Markdown, CSV and PNG."""
     console = Console()
     # Parse --radii before reading files, so a typo fails fast whatever the files are.
-    requested = parse_radii(radii) if radii is not None else None
+    requested = parse_radii(radii) if radii is not None else _configured_radii()
     if label and len(label) != len(files):
         raise ResultsError(f"{len(label)} --label values for {len(files)} files.", "Give one --label per file, in the same order.")
     results = [read_results(path) for path in files]
@@ -65,6 +66,12 @@ def report(
     write_csv(outputs[1], grid, rows)
     plot_certified_accuracy(outputs[2], curves, title=_title(results))
     console.print("Wrote " + ", ".join(str(path) for path in outputs))
+
+
+def _configured_radii() -> list[float] | None:
+    """``report.radii`` from certkit.yaml when a file sets it; otherwise the grid follows the data."""
+    settings, sources = load_settings()
+    return None if sources.get("report.radii") == DEFAULT_SOURCE else list(settings.report.radii)
 
 
 def _title(results: list[ResultsFile]) -> str:
