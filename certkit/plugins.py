@@ -116,6 +116,8 @@ class Registry:
             return found
         family = self._family_of(name)
         if family is not None:
+            if family.name in self._ambiguous:
+                raise self._ambiguous[family.name]
             return self._member(family, name)
         raise PluginError(
             f"unknown {self.kind[:-1]} '{name}'.",

@@ -122,8 +122,10 @@ def test_family_name_clash_is_reported(family):
 
     plugins.host().register_plugin(Clash(), name="test-clash")
     try:
-        with pytest.raises(PluginError, match="'fam/' is registered twice"):
-            plugins.host().registry("models")
+        # Only the family's names become unusable; the error names both plugins.
+        with pytest.raises(PluginError, match="'fam/' is registered twice.*test-family.*test-clash"):
+            plugins.get("models", "fam/resnet")
+        assert plugins.get("models", "fam/exact").obj() == "exact"
     finally:
         plugins.host().unregister_plugin("test-clash")
 
