@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from certkit import hookimpl
 from certkit.certifiers.cohen import CohenCertifier
+from certkit.certifiers.sequential import SequentialCertifier
 from certkit.data import BUILTIN_DATASETS
 from certkit.objectives import NoisyCrossEntropy
 from certkit.smoothers import GaussianSmoother
@@ -17,6 +18,7 @@ def certkit_register_smoothers(register) -> None:
 @hookimpl
 def certkit_register_certifiers(register) -> None:
     register("cohen", CohenCertifier, description="Cohen et al. 2019 CERTIFY: N0 selects, N estimates, Clopper-Pearson bound")
+    register("sequential", SequentialCertifier, description="Cohen's certificate with early stopping: growing looks, alpha spent across them, stops once the --radii grid radius is decided")
 
 
 @hookimpl

@@ -8,7 +8,7 @@ the model's first step, so certified radii are in [0,1]-pixel L2 units.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -102,8 +102,15 @@ class Smoother(Protocol):
 
 #: ``sample(stage, num)`` returns class counts (``np.int64``, length num_classes) of the base
 #: classifier over ``num`` fresh noisy copies of one image. ``stage`` names an independent noise
-#: stream ("selection", "estimation", ...), so samples of one stage never reuse another's noise.
+#: stream ("selection", "estimation", ...), so samples of one stage never reuse another's noise;
+#: asking for a stage again continues its stream with fresh samples.
 CountSampler = Callable[[str, int], np.ndarray]
+
+#: A certifier's work on one image, as a generator: it yields ``(stage, num)`` requests, is sent
+#: the class counts of each (as ``sample`` would return them) and returns its result (a
+#: :class:`Certificate`). Written this way, the sampler can pack the requests of many images
+#: into one batch; :func:`certkit.sampling.drive` runs one against a ``CountSampler``.
+CertifyProcess = Generator[tuple[str, int], np.ndarray, Any]
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,10 @@ class Certifier(Protocol):
         ...
 
     def certify(self, sample: CountSampler, smoother: Smoother, settings: CertifySettings) -> Certificate: ...
+
+    # Optional: ``process(smoother, settings) -> CertifyProcess``. A certifier that has it gets
+    # batches packed across images (much faster when images stop at different times); one that
+    # has only ``certify`` is run an image at a time.
 
 
 @dataclass(frozen=True)

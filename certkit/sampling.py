@@ -1,21 +1,32 @@
-"""Monte Carlo vote counting: noisy copies of one image through an engine, counted on device.
+"""Monte Carlo vote counting: noisy copies of images through an engine, counted on device.
 
 Noise comes in blocks of :data:`NOISE_BLOCK` samples, each drawn from a generator seeded by
-``(seed, image index, stage, block number)``. The noise an image sees therefore depends on
-neither the batch size, nor the order of images, nor how images are split across processes:
-same seed, same counts. Batches are filled across block boundaries so the engine always sees
-full batches, and memory is bounded by the batch, never by N.
+``(seed, image index, stage, block number)``. A stage is a stream: asking the same stage of an
+image again continues where the last request stopped, so a sequential certifier that asks for
+1,000 then 1,000 more sees exactly the noise of one request for 2,000. The noise an image sees
+therefore depends on neither the batch size, nor the order of images, nor how images are split
+across processes, nor which other images share its batches: same seed, same counts.
+
+:class:`MonteCarloSampler` serves one image at a time (``for_image``) or, through
+:meth:`MonteCarloSampler.run`, many images at once: certifiers written as generators
+(:data:`certkit.interfaces.CertifyProcess`) ask for samples when they need them, and batches are
+packed with samples of several images, so the engine sees full batches even when images stop
+at different times. Memory is bounded by the batch and the number of images in flight, never by N.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
-from certkit.interfaces import CountSampler, Smoother
+from certkit.interfaces import CertifyProcess, CountSampler, Smoother
 
 NOISE_BLOCK = 100
 
@@ -26,8 +37,53 @@ def stream_seed(seed: int, idx: int, stage: str, block: int) -> int:
     return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
+class NoiseStream:
+    """The noisy copies of one image in one stage, in stream order, a block at a time.
+
+    A block is always drawn whole (NOISE_BLOCK rows), so row j of the stream is the same
+    however the stream is cut into requests and batches.
+    """
+
+    def __init__(self, image: torch.Tensor, idx: int, stage: str, seed: int, smoother: Smoother) -> None:
+        self.image, self.idx, self.stage, self.seed, self.smoother = image, idx, stage, seed, smoother
+        self.position = 0  # rows handed out so far
+        self._block_number = -1
+        self._block: torch.Tensor | None = None
+        self._generator = torch.Generator(device=image.device)
+
+    def take(self, num: int) -> Iterator[torch.Tensor]:
+        """The next ``num`` rows, as slices of at most one block each."""
+        while num > 0:
+            number, offset = divmod(self.position, NOISE_BLOCK)
+            if number != self._block_number:
+                self._generator.manual_seed(stream_seed(self.seed, self.idx, self.stage, number))
+                self._block = self.smoother.perturb(self.image.expand(NOISE_BLOCK, *self.image.shape), self._generator)
+                self._block_number = number
+            rows = min(num, NOISE_BLOCK - offset)
+            yield self._block[offset : offset + rows]
+            self.position += rows
+            num -= rows
+
+
+@dataclass
+class _Image:
+    """One image in flight: its certifier process, its streams and its outstanding request."""
+
+    order: int  # position in the input, for emitting results in input order
+    idx: int
+    image: torch.Tensor
+    process: CertifyProcess
+    streams: dict[str, NoiseStream] = field(default_factory=dict)
+    stage: str = ""
+    to_draw: int = 0  # samples of the request not yet put into a batch
+    to_count: int = 0  # samples of the request not yet counted
+    seconds: float = 0.0  # this image's share of batch wall time
+    result: Any = None
+    done: bool = False
+
+
 class MonteCarloSampler:
-    """Counts an engine's votes over noisy copies of one image at a time."""
+    """Counts an engine's votes over noisy copies of images."""
 
     def __init__(self, engine, smoother: Smoother, batch_size: int, seed: int, on_samples: Callable[[int], None] | None = None) -> None:
         self.engine = engine
@@ -36,40 +92,147 @@ class MonteCarloSampler:
         self.seed = seed
         self.on_samples = on_samples
 
+    # -- one image at a time -------------------------------------------------------------
+
     def for_image(self, image: torch.Tensor, idx: int) -> CountSampler:
-        """The ``sample(stage, num)`` callable a certifier uses for the image at ``idx``."""
+        """The ``sample(stage, num)`` callable a certifier uses for the image at ``idx``; asking
+        a stage again continues its stream."""
         image = image.to(self.engine.device)
-        return lambda stage, num: self.counts(image, idx, stage, num)
+        streams: dict[str, NoiseStream] = {}
+
+        def sample(stage: str, num: int) -> np.ndarray:
+            stream = streams.setdefault(stage, NoiseStream(image, idx, stage, self.seed, self.smoother))
+            return self._count_stream(stream, num)
+
+        return sample
 
     def counts(self, image: torch.Tensor, idx: int, stage: str, num: int) -> np.ndarray:
+        """Counts over the first ``num`` samples of a stage (a fresh stream)."""
+        return self.for_image(image, idx)(stage, num)
+
+    def _count_stream(self, stream: NoiseStream, num: int) -> np.ndarray:
         device = self.engine.device
         counts = torch.zeros(self.engine.num_classes, dtype=torch.long, device=device)
         capacity = min(self.batch_size, num)
-        batch = torch.empty((capacity, *image.shape), dtype=image.dtype, device=device)
+        batch = torch.empty((capacity, *stream.image.shape), dtype=stream.image.dtype, device=device)
         filled = 0
-        for block in self._noisy_blocks(image, idx, stage, num):
+        for rows in stream.take(num):
             used = 0
-            while used < len(block):
-                take = min(len(block) - used, capacity - filled)
-                batch[filled : filled + take] = block[used : used + take]
-                filled += take
-                used += take
+            while used < len(rows):
+                take = min(len(rows) - used, capacity - filled)
+                batch[filled : filled + take] = rows[used : used + take]
+                filled, used = filled + take, used + take
                 if filled == capacity:
-                    self._vote(batch, counts)
+                    counts += torch.bincount(self._classify(batch), minlength=counts.numel())
                     filled = 0
         if filled:
-            self._vote(batch[:filled], counts)
-        return counts.cpu().numpy()  # the only host copy: once per stage
+            counts += torch.bincount(self._classify(batch[:filled]), minlength=counts.numel())
+        return counts.cpu().numpy()  # the only host copy: once per request
 
-    def _noisy_blocks(self, image: torch.Tensor, idx: int, stage: str, num: int) -> Iterator[torch.Tensor]:
-        generator = torch.Generator(device=image.device)
-        for block, start in enumerate(range(0, num, NOISE_BLOCK)):
-            size = min(NOISE_BLOCK, num - start)
-            generator.manual_seed(stream_seed(self.seed, idx, stage, block))
-            yield self.smoother.perturb(image.expand(size, *image.shape), generator)
-
-    def _vote(self, batch: torch.Tensor, counts: torch.Tensor) -> None:
+    def _classify(self, batch: torch.Tensor) -> torch.Tensor:
         labels = self.engine.classify(batch)
-        counts += torch.bincount(labels, minlength=counts.numel())
         if self.on_samples is not None:
             self.on_samples(len(batch))
+        return labels
+
+    # -- many images, packed batches -----------------------------------------------------
+
+    def run(self, work: Iterable[tuple[int, torch.Tensor, CertifyProcess]], in_flight: int | None = None) -> Iterator[tuple[int, Any, float]]:
+        """Drive certifier processes over many images; yield ``(idx, result, seconds)`` as
+        each image finishes (finishing order, not input order).
+
+        Each batch is packed with the outstanding requests of up to ``in_flight`` images, so
+        an image that stops early frees its place for the next one instead of leaving the
+        batch half empty. ``seconds`` is the image's share of the wall time of the batches it
+        was in (by samples), so the times of all images add up to the run's time.
+        """
+        in_flight = in_flight or max(2, 2 * math.ceil(self.batch_size / NOISE_BLOCK))
+        device = self.engine.device
+        num_classes = self.engine.num_classes
+        pending = iter(enumerate(work))
+        active: list[_Image] = []
+        exhausted = False
+        batch: torch.Tensor | None = None
+        tally = torch.zeros(in_flight * num_classes, dtype=torch.long, device=device)
+        slot_of: dict[int, int] = {}  # order -> slot row in ``tally``
+        free_slots = list(range(in_flight))[::-1]
+        clock = time.perf_counter()
+        while True:
+            # Admit new images while there is room; each starts by asking for its first request.
+            while not exhausted and len(active) < in_flight:
+                try:
+                    order, (idx, image, process) = next(pending)
+                except StopIteration:
+                    exhausted = True
+                    break
+                item = _Image(order, idx, image.to(device), process)
+                slot_of[order] = free_slots.pop()
+                self._advance(item, None)
+                if item.done:
+                    free_slots.append(slot_of.pop(order))
+                    yield item.idx, item.result, item.seconds
+                else:
+                    active.append(item)
+            if not active:
+                return
+            # Fill one batch from the requests of the images in flight, in admission order.
+            if batch is None:
+                batch = torch.empty((self.batch_size, *active[0].image.shape), dtype=active[0].image.dtype, device=device)
+            filled, segments = 0, []
+            for item in active:
+                if filled == self.batch_size:
+                    break
+                take = min(item.to_draw, self.batch_size - filled)
+                if take == 0:
+                    continue
+                stream = item.streams.setdefault(item.stage, NoiseStream(item.image, item.idx, item.stage, self.seed, self.smoother))
+                start = filled
+                for rows in stream.take(take):
+                    batch[filled : filled + len(rows)] = rows
+                    filled += len(rows)
+                item.to_draw -= take
+                segments.append((item, start, take))
+            labels = self._classify(batch[:filled])
+            slots = torch.repeat_interleave(
+                torch.tensor([slot_of[item.order] for item, _, _ in segments], device=device),
+                torch.tensor([take for _, _, take in segments], device=device),
+            )
+            tally += torch.bincount(slots * num_classes + labels, minlength=tally.numel())
+            now = time.perf_counter()
+            elapsed, clock = now - clock, now
+            # Requests counted in full go back to their certifier, which asks again or finishes.
+            for item, _, take in segments:
+                item.seconds += elapsed * take / filled
+                item.to_count -= take
+                if item.to_count == 0:
+                    row = slot_of[item.order] * num_classes
+                    counts = tally[row : row + num_classes].cpu().numpy().copy()  # one host copy per request (a copy: on a CPU .cpu() is a view)
+                    tally[row : row + num_classes] = 0
+                    self._advance(item, counts)
+            for item in [item for item in active if item.done]:
+                active.remove(item)
+                free_slots.append(slot_of.pop(item.order))
+                yield item.idx, item.result, item.seconds
+            clock = time.perf_counter()  # time spent by the consumer is not the images' time
+
+    @staticmethod
+    def _advance(item: _Image, counts: np.ndarray | None) -> None:
+        """Send counts to the certifier process (None to start it) and take its next request."""
+        try:
+            stage, num = item.process.send(counts) if counts is not None else next(item.process)
+        except StopIteration as finished:
+            item.result, item.done = finished.value, True
+            return
+        if num < 1:
+            raise ValueError(f"a certifier asked for {num} samples of stage '{stage}'")
+        item.stage, item.to_draw, item.to_count = stage, num, num
+
+
+def drive(process: CertifyProcess, sample: CountSampler) -> Any:
+    """Run a certifier process against a one-image ``sample`` callable; return its result."""
+    try:
+        request = next(process)
+        while True:
+            request = process.send(sample(*request))
+    except StopIteration as finished:
+        return finished.value

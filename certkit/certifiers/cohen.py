@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from certkit.errors import CertkitError
-from certkit.interfaces import ABSTAIN, Certificate, CertifySettings, CountSampler, Prediction, Smoother
+from certkit.interfaces import ABSTAIN, Certificate, CertifyProcess, CertifySettings, CountSampler, Prediction, Smoother
+from certkit.sampling import drive
 from certkit.stats import clopper_pearson_lower, min_samples_to_certify, min_samples_to_predict, two_sided_p_value
 
 
@@ -24,6 +25,8 @@ class CohenCertifier:
     name = "cohen"
 
     def check(self, settings: CertifySettings) -> None:
+        if settings.extra:
+            raise CertkitError(f"certifier 'cohen' takes no options, got {', '.join(sorted(settings.extra))}.", "Drop -O, or use --certifier sequential.")
         if settings.n0 < 1 or settings.n < 1:
             raise CertkitError(f"n0 and n must be >= 1, got n0={settings.n0}, n={settings.n}.", "Pass e.g. --n0 100 --n 10000.")
         if settings.n0 > settings.n:
@@ -41,9 +44,12 @@ class CohenCertifier:
             )
 
     def certify(self, sample: CountSampler, smoother: Smoother, settings: CertifySettings) -> Certificate:
-        selection = sample("selection", settings.n0)
+        return drive(self.process(smoother, settings), sample)
+
+    def process(self, smoother: Smoother, settings: CertifySettings) -> CertifyProcess:
+        selection = yield "selection", settings.n0
         candidate = int(np.argmax(selection))
-        estimation = sample("estimation", settings.n)
+        estimation = yield "estimation", settings.n
         count = int(estimation[candidate])
         p_lower = clopper_pearson_lower(count, settings.n, settings.alpha)
         samples = settings.n0 + settings.n
@@ -70,7 +76,12 @@ def predict(sample: CountSampler, n: int, alpha: float) -> Prediction:
 
     With probability at least 1 - alpha, a returned class equals g(x).
     """
-    counts = sample("predict", n)
+    return drive(predict_process(n, alpha), sample)
+
+
+def predict_process(n: int, alpha: float) -> CertifyProcess:
+    """:func:`predict` as a process, for batches packed across images."""
+    counts = yield "predict", n
     order = np.argsort(counts, kind="stable")[::-1]
     top, second = int(counts[order[0]]), int(counts[order[1]]) if len(counts) > 1 else 0
     p_value = two_sided_p_value(top, second)

@@ -11,6 +11,7 @@ from rich.console import Console
 from certkit.cli import options as opt
 from certkit.cli.progress import ImageProgress
 from certkit.config import load_settings
+from certkit.results.metrics import parse_radii
 from certkit.results.reader import read_results
 from certkit.results.report import build_report, render_table
 from certkit.workflows.certify import CertifyJob, run_certify
@@ -52,6 +53,8 @@ def certify(
     channels_last: ChannelsLast = False,
     compile: Compile = False,
     auto_batch: AutoBatch = False,
+    radii: Annotated[Optional[str], typer.Option("--radii", help='Radius grid of the table, and where --certifier sequential stops: "0,0.5,1" or "0:1.5:0.25" (default report.radii).', show_default=False)] = None,
+    option: Annotated[list[str], typer.Option("--option", "-O", help="Certifier option as key=value (repeatable), e.g. -O first=1000 for sequential.")] = [],  # noqa: B006
     overwrite: opt.Overwrite = False,
     config_file: opt.ConfigFile = None,
 ) -> None:
@@ -67,7 +70,9 @@ def certify(
         "certify.skip": skip, "certify.max": max_images, "certify.certifier": certifier,
         "certify.engine": engine_overrides(engine, onnx), "seed": seed, "device": device,
     }
+    grid = parse_radii(radii) if radii is not None else None  # a typo fails before any work
     settings, _ = load_settings(config_file, overrides)
+    grid = grid if grid is not None else list(settings.report.radii)
     c = settings.certify
     job = CertifyJob(
         model=(model or "") if onnx else c.model, sigma=sigma if onnx else c.sigma,
@@ -76,12 +81,13 @@ def certify(
         certifier=c.certifier, smoother=c.smoother, engine=c.engine, skip=c.skip, max=c.max,
         device=settings.device, out=out, output_dir=settings.output_dir, overwrite=overwrite,
         onnx=onnx, precision=precision, channels_last=channels_last, compile=compile, auto_batch=auto_batch,
+        radii=tuple(grid), certifier_options=opt.parse_key_values(option, "--option", "first=1000"),
     )
     model_config = settings.models.get(c.model)
     console = Console()
     with ImageProgress(console) as progress:
         outcome = run_certify(job, settings.datasets, model_config.checkpoints if model_config else None, progress)
     results = read_results(outcome.path)
-    radii, rows = build_report([results], list(settings.report.radii))
+    radii, rows = build_report([results], grid)
     console.print(render_table(radii, rows, width=console.width))
     console.print(f"certified {outcome.certified} images ({outcome.resumed_from} from an earlier run); results: {outcome.path}")

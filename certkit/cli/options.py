@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+import yaml
+
+from certkit.errors import CertkitError
 
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="YAML config file (overrides ./certkit.yaml).", show_default=False)]
 Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Registered model name (see 'certkit plugins').", show_default=False)]
@@ -23,3 +26,14 @@ Seed = Annotated[Optional[int], typer.Option("--seed", help="Noise seed; same se
 Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Results TSV (default: <output_dir>/<model>_sigma<s>_<data>_<certifier>.tsv).", show_default=False)]
 Device = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.", show_default=False)]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing results file instead of resuming it.")]
+
+
+def parse_key_values(pairs: list[str], flag: str = "--option", example: str = "mask_ratio=0.6") -> dict:
+    """``key=value`` flags as a dict; values are read as YAML scalars (numbers, booleans)."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CertkitError(f"{flag} '{pair}' is not key=value.", f"Pass e.g. {flag} {example}.")
+        options[key.replace("-", "_")] = yaml.safe_load(value)
+    return options

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-import yaml
 from rich.console import Console
 
 from certkit.cli import options as opt
@@ -46,16 +45,6 @@ def _settings(out_dir: Path, epochs: int, batch: int, accum: int, blr: float, lr
     )
 
 
-def _parse_options(pairs: list[str], flag: str = "--option", example: str = "mask_ratio=0.6") -> dict:
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise CertkitError(f"{flag} '{pair}' is not key=value.", f"Pass e.g. {flag} {example}.")
-        options[key.replace("-", "_")] = yaml.safe_load(value)
-    return options
-
-
 def pretrain(
     objective: Annotated[str, typer.Argument(help="Registered pretraining objective, e.g. dmae.")],
     model: opt.Model = None,
@@ -91,7 +80,7 @@ def pretrain(
     model = model or component.details.get("default_model")
     if model is None:
         raise CertkitError(f"objective '{objective}' names no default model.", "Pass --model.")
-    options = {**_parse_options(option), **{k: v for k, v in {"sigma": sigma, "mask_ratio": mask_ratio}.items() if v is not None}}
+    options = {**opt.parse_key_values(option), **{k: v for k, v in {"sigma": sigma, "mask_ratio": mask_ratio}.items() if v is not None}}
     out_dir = out_dir or Path("runs") / f"pretrain-{component.name}-{model}"
     settings = _settings(out_dir, epochs, batch, accum, blr, lr, min_lr, warmup_epochs, weight_decay, (0.9, 0.95), clip_grad, amp, save_every, config.seed, config.device, workers, resume)
     console = Console()
@@ -143,10 +132,10 @@ def finetune(
     Cohen et al.'s Gaussian-augmentation baseline; the default adds consistency regularization.
     """
     config, _ = load_settings(config_file, {"seed": seed, "device": device})
-    objective_options = _objective_options(_parse_options(option, "--option", "gamma=6"), consistency, consistency_lambda, consistency_eta, label_smoothing)
+    objective_options = _objective_options(opt.parse_key_values(option, "--option", "gamma=6"), consistency, consistency_lambda, consistency_eta, label_smoothing)
     options = FinetuneOptions(
         sigma=sigma, init=init, objective=objective, objective_options=objective_options, layer_decay=layer_decay,
-        drop_path=0.0 if linear_probe else drop_path, linear_probe=linear_probe, model_overrides=_parse_options(model_option, "--model-option", "depth=32"),
+        drop_path=0.0 if linear_probe else drop_path, linear_probe=linear_probe, model_overrides=opt.parse_key_values(model_option, "--model-option", "depth=32"),
     )
     run_name = f"finetune-{model.replace('/', '-')}" + ("" if objective == "noisy-ce" else f"-{objective}") + f"-sigma{sigma:g}"
     out_dir = out_dir or Path("runs") / run_name

@@ -157,10 +157,17 @@ def write_csv(path: Path, radii: Sequence[float], rows: Sequence[ReportRow], com
             )
 
 
+def _count(value: int) -> str:
+    """Large sample counts the way people say them: 1,234 / 56.8k / 10.0M."""
+    if value < 100_000:
+        return f"{value:,}"
+    return f"{value / 1e3:.1f}k" if value < 10_000_000 else f"{value / 1e6:.1f}M"
+
+
 def _header(radii: Sequence[float], rows: Sequence[ReportRow], compare: bool) -> list[str]:
     if not compare:
-        return ["model", "images", *(f"r={r:g}" for r in radii), "ACR", "abstain", "samples/img", "time"]
-    header = ["method", "images", *(f"r={r:g}" for r in radii), "ACR", "clean acc", "samples/img", "time"]
+        return ["model", "images", *(f"r={r:g}" for r in radii), "ACR", "abstain", "samples/img", "samples total", "time"]
+    header = ["method", "images", *(f"r={r:g}" for r in radii), "ACR", "clean acc", "samples/img", "samples total", "time"]
     return [*header, "differs"] if any(row.note for row in rows) else header
 
 
@@ -172,6 +179,7 @@ def _cells(row: ReportRow, compare: bool = False, width: int = 0) -> list[str]:
         MISSING if math.isnan(row.acr) else f"{row.acr:.3f}",
         _percent(row.clean_accuracy if compare else row.abstain_rate),
         MISSING if row.mean_samples is None else f"{row.mean_samples:,.0f}",
+        MISSING if row.total_samples is None else _count(row.total_samples),
         _duration(row.wall_time),
     ]
     if compare and width > len(cells):

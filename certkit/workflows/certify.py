@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -16,7 +16,7 @@ from certkit import plugins
 from certkit.data import select_indices
 from certkit.engines import Engine, TorchEngine, auto_batch_size, check_precision, resolve_device
 from certkit.errors import CertkitError
-from certkit.interfaces import CertifySettings, InputSpec
+from certkit.interfaces import CertifyProcess, CertifySettings, CountSampler, InputSpec
 from certkit.models import load_classifier
 from certkit.results.writer import ResultsWriter, format_row
 from certkit.sampling import MonteCarloSampler
@@ -57,6 +57,8 @@ class CertifyJob:
     channels_last: bool = False  # torch engine only
     compile: bool = False  # torch engine only: torch.compile the model
     auto_batch: bool = False  # on CUDA: fill memory, up to AUTO_BATCH_LIMIT, instead of using batch
+    radii: tuple[float, ...] = ()  # the grid the user reports; a grid-aware certifier stops on it
+    certifier_options: Mapping[str, Any] = field(default_factory=dict)  # -O key=value
 
 
 ENGINES = ("torch", "onnx")
@@ -93,6 +95,14 @@ class CertifyOutcome:
     certified: int
     resumed_from: int
     total: int
+
+
+def certifier_extra(job: CertifyJob, certifier: Any) -> dict[str, Any]:
+    """The certifier's options (-O), plus the radius grid for a certifier that stops on it."""
+    extra = dict(job.certifier_options)
+    if getattr(certifier, "uses_radii", False):
+        extra["radii"] = list(job.radii)
+    return extra
 
 
 def default_output(job: CertifyJob, model: str, choice: DatasetChoice, method: str) -> Path:
@@ -203,37 +213,62 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     job = resolve_onnx(job)
     smoother = plugins.get("smoothers", job.smoother).obj(job.sigma)
     certifier = plugins.get("certifiers", job.certifier).obj()
-    settings = CertifySettings(n0=job.n0, n=job.n, alpha=job.alpha)
+    settings = CertifySettings(n0=job.n0, n=job.n, alpha=job.alpha, extra=certifier_extra(job, certifier))
     certifier.check(settings)
     run = prepare(job, configured_datasets, configured_checkpoints, progress)
     job, choice, device, indices, dataset = run.job, run.choice, run.device, run.indices, run.dataset
 
     out = job.out or default_output(job, run.source.name, choice, job.certifier)
-    writer = ResultsWriter(out, metadata(job, run, smoother.name, kind="certify"), overwrite=job.overwrite)
+    writer = ResultsWriter(out, metadata(job, run, smoother.name, kind="certify", certifier_options=settings.extra), overwrite=job.overwrite)
     todo = [i for i in indices if i not in writer.done]
     sampler = MonteCarloSampler(run.engine, smoother, job.batch, job.seed, on_samples=progress.samples)
     progress.start(len(indices), len(indices) - len(todo), f"{run.source.name} σ={job.sigma:g} on {choice.name}")
     finished = None
     try:
-        for idx in todo:
-            image, label = dataset[idx]
-            began = time.perf_counter()
-            certificate = certifier.certify(sampler.for_image(image, idx), smoother, settings)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)  # so the time column measures the image, not the queue
-            writer.write(format_row(idx, label, certificate, time.perf_counter() - began))
+        make_process = getattr(certifier, "process", None)
+        if make_process is not None:
+            outcomes = certify_packed(sampler, dataset, todo, lambda: make_process(smoother, settings))
+        else:
+            outcomes = certify_one_by_one(sampler, dataset, todo, lambda sample: certifier.certify(sample, smoother, settings))
+        for idx, label, certificate, seconds in outcomes:
+            writer.write(format_row(idx, label, certificate, seconds))
             progress.image_done()
+        writer.sort_rows()  # images finish out of order; the finished file is in index order
         finished = now()
     finally:
         writer.close(finished=finished)
     return CertifyOutcome(out, len(todo), len(indices) - len(todo), len(indices))
 
 
+def certify_packed(sampler: MonteCarloSampler, dataset: Any, todo: list[int], make_process: Callable[[], CertifyProcess]) -> Iterator[tuple[int, int, Any, float]]:
+    """``(idx, label, result, seconds)`` per image as it finishes, with batches packed across images."""
+    labels: dict[int, int] = {}
+
+    def work() -> Iterator[tuple[int, torch.Tensor, CertifyProcess]]:
+        for idx in todo:
+            image, labels[idx] = dataset[idx]
+            yield idx, image, make_process()
+
+    for idx, result, seconds in sampler.run(work()):
+        yield idx, labels.pop(idx), result, seconds
+
+
+def certify_one_by_one(sampler: MonteCarloSampler, dataset: Any, todo: list[int], certify_image: Callable[[CountSampler], Any]) -> Iterator[tuple[int, int, Any, float]]:
+    """The same for a certifier that only has ``certify(sample, ...)``: one image at a time."""
+    for idx in todo:
+        image, label = dataset[idx]
+        began = time.perf_counter()
+        result = certify_image(sampler.for_image(image, idx))
+        if sampler.engine.device.type == "cuda":
+            torch.cuda.synchronize(sampler.engine.device)  # so the time measures the image, not the queue
+        yield idx, label, result, time.perf_counter() - began
+
+
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def metadata(job: CertifyJob, run: Prepared, smoother: str, kind: str) -> dict[str, Any]:
+def metadata(job: CertifyJob, run: Prepared, smoother: str, kind: str, certifier_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """How a results file was made; :data:`IDENTITY_KEYS` of it must match to resume.
 
     ``checkpoint_sha256`` is the hash of the weights file, also when they run from an ONNX
@@ -249,6 +284,7 @@ def metadata(job: CertifyJob, run: Prepared, smoother: str, kind: str) -> dict[s
         "sigma": job.sigma,
         "smoother": smoother,
         "certifier": job.certifier,
+        "certifier_options": certifier_options or None,  # e.g. a sequential run's grid and looks
         "n0": job.n0,
         "n": job.n,
         "alpha": job.alpha,

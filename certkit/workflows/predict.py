@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from certkit import plugins
-from certkit.certifiers.cohen import check_predict, predict
+from certkit.certifiers.cohen import check_predict, predict_process
 from certkit.results.writer import ResultsWriter
 from certkit.sampling import MonteCarloSampler
-from certkit.workflows.certify import CertifyJob, CertifyOutcome, Progress, _Silent, default_output, metadata, now, prepare, resolve_onnx
+from certkit.workflows.certify import CertifyJob, CertifyOutcome, Progress, _Silent, certify_packed, default_output, metadata, now, prepare, resolve_onnx
 
 PREDICT_COLUMNS = ("idx", "label", "predict", "correct", "time", "n", "count_top", "count_second", "p_value")
 PREDICT_METHOD = "cohen-predict"
@@ -37,15 +34,11 @@ def run_predict(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     progress.start(len(run.indices), len(run.indices) - len(todo), f"predict {run.source.name} σ={job.sigma:g} on {run.choice.name}")
     finished = None
     try:
-        for idx in todo:
-            image, label = run.dataset[idx]
-            began = time.perf_counter()
-            result = predict(sampler.for_image(image, idx), job.n, job.alpha)
-            if run.device.type == "cuda":
-                torch.cuda.synchronize(run.device)
-            fields = (idx, label, result.prediction, int(result.prediction == label), f"{time.perf_counter() - began:.4f}", result.samples, result.count_top, result.count_second, f"{result.p_value:.6g}")
+        for idx, label, result, seconds in certify_packed(sampler, run.dataset, todo, lambda: predict_process(job.n, job.alpha)):
+            fields = (idx, label, result.prediction, int(result.prediction == label), f"{seconds:.4f}", result.samples, result.count_top, result.count_second, f"{result.p_value:.6g}")
             writer.write("\t".join(str(f) for f in fields) + "\n")
             progress.image_done()
+        writer.sort_rows()
         finished = now()
     finally:
         writer.close(finished=finished)
