@@ -12,6 +12,9 @@ import argparse
 import hashlib
 import json
 import pickle
+import re
+import struct
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +52,8 @@ def sha256_of(path: Path) -> str:
 def read_weights(path: Path) -> Weights:
     """Load weights from a safetensors file or a PyTorch checkpoint, safely."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory, not a weights file.", "Pass --checkpoint with the .safetensors or .pth file itself.")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist.", "Check the path, or pass --checkpoint with an existing file.")
     sha = sha256_of(path)
@@ -74,18 +79,48 @@ def _read_safetensors(path: Path, sha: str) -> Weights:
     return Weights(state, metadata.get("model"), spec, path, sha, options)
 
 
+#: How torch's weights-only unpickler names what a file refers to beyond tensors and plain
+#: containers: a global it will not import, a function it will not call, a class it will not build.
+_CODE_REFERENCE = re.compile(r"GLOBAL (\S+)|unrecognized function (\S+)|but got <class '([^']+)'>")
+_REFUSED_FIX = "Only load checkpoints from sources you trust; convert them to safetensors."
+
+
+def _refused_name(message: str) -> str | None:
+    """The global a refused pickle refers to, or None when the pickle is merely malformed."""
+    match = _CODE_REFERENCE.search(message)
+    return next(name for name in match.groups() if name) if match else None
+
+
+def _unreadable(path: Path, reason: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint {path} is truncated or not a PyTorch file ({reason}).", "Re-download it, or pass the right file.")
+
+
+def _torch_reason(exc: BaseException) -> str:
+    """The first sentence of what torch says, without the advice it wraps around it."""
+    _, marker, detail = str(exc).partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (detail if marker else str(exc)).splitlines() if line.strip()]
+    return lines[0].split(". ")[0].rstrip(".")[:160] if lines else type(exc).__name__
+
+
 def _read_torch(path: Path, sha: str) -> Weights:
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        # A warning about an unusual pickle protocol would be a second line on stderr; the
+        # error below (or the refusal) is what the user needs.
+        with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
-        raise CheckpointError(
-            f"refused to load {path}: it holds objects other than tensors and plain containers ({first[:160]}).",
-            "Only load checkpoints from sources you trust; convert them to safetensors.",
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
-        raise CheckpointError(f"checkpoint {path} is truncated or not a PyTorch file ({str(exc).splitlines()[0][:160]}).", "Re-download it.") from None
+        name = _refused_name(str(exc))
+        if name is None:
+            raise _unreadable(path, _torch_reason(exc)) from None
+        raise CheckpointError(f"refused to load {path}: it refers to '{name}', which is neither a tensor nor a plain container.", _REFUSED_FIX) from None
+    except EOFError:
+        raise _unreadable(path, "it ends early") from None
+    except (RuntimeError, zipfile.BadZipFile, OSError) as exc:
+        raise _unreadable(path, _torch_reason(exc)) from None
+    except (IndexError, KeyError, ValueError, struct.error):
+        # The weights-only unpickler trips over garbage bytes in whatever way they lead it.
+        raise _unreadable(path, "malformed pickle data") from None
     state = payload
     if isinstance(payload, dict):
         for key in ("model", "state_dict", "model_ema"):

@@ -194,8 +194,17 @@ def _parse_yaml(path: Path, shown: str) -> Node | None:
         loader.dispose()
 
 
+#: The tags of plain lists and mappings. Scalars are built by the SafeLoader, which refuses
+#: any other tag; lists and mappings are walked here, so their tags must be checked here.
+_PLAIN_COLLECTION_TAGS = (yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG)
+
+
 def _to_tree(node: yaml.Node, loader: _Loader, shown: str) -> Node:
     source = f"{shown}:{node.start_mark.line + 1}"
+    if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_COLLECTION_TAGS:
+        # e.g. !!python/object/apply:os.system [...]: never constructed, but never silently
+        # read as a plain list either.
+        raise yaml.constructor.ConstructorError(None, None, f"could not determine a constructor for the tag {node.tag!r}", node.start_mark)
     if isinstance(node, yaml.SequenceNode):
         return Node([_to_tree(item, loader, shown) for item in node.value], source, source)
     if not isinstance(node, yaml.MappingNode):
