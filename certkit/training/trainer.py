@@ -4,6 +4,10 @@ Rank 0 alone writes files. ``checkpoint-last.pth`` is rewritten atomically after
 so a killed run resumes from the last finished epoch; every ``save_every`` epochs (and at the
 end) a numbered copy and a preview are kept. Data order and training noise are seeded per
 (seed, rank, epoch), so a resumed run repeats what the uninterrupted one would have done.
+
+Rewriting ``checkpoint-last.pth`` is the commit point of an epoch: the numbered checkpoint, the
+preview and the ``log.jsonl`` line are written before it, so a kill in between redoes the epoch
+(rewriting them) and the resume drops log lines of epochs that were not committed.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import contextlib
 import hashlib
 import json
 import math
-import shutil
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from certkit.engines import resolve_device
 from certkit.errors import CertkitError, CheckpointError
+from certkit.fileio import atomic_path
 from certkit.interfaces import LossOutput
 from certkit.training.checkpointing import LAST, load_training_state, save_atomic
 from certkit.training.distributed import DistContext, barrier, init_from_env, local_device, mean_over_ranks
@@ -97,6 +102,8 @@ def train(task: TrainTask, dataset: Dataset, settings: TrainSettings, progress: 
         if first_epoch == 0:
             _write_run_file(out_dir, task, settings, context)
     log_path = out_dir / "log.jsonl"
+    if context.is_main:
+        _trim_log(log_path, first_epoch)
     preview_batch = torch.stack([dataset[i][0] for i in range(min(PREVIEW_IMAGES, len(dataset)))])
     generator = torch.Generator(device=device)
     final_loss = None
@@ -168,15 +175,39 @@ def _end_of_epoch(task, model, optimizer, scaler, settings, out_dir, epoch, summ
         "args": settings.to_dict(),
         "task": task.describe(),
     }
-    save_atomic(state, out_dir / LAST)
-    with open(log_path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(summary) + "\n")
     if (epoch + 1) % settings.save_every == 0 or epoch + 1 == settings.epochs:
-        shutil.copyfile(out_dir / LAST, out_dir / f"checkpoint-{epoch + 1:04d}.pth")
+        save_atomic(state, out_dir / f"checkpoint-{epoch + 1:04d}.pth")
         preview = torch.Generator(device=device).manual_seed(settings.seed)
         model.eval()
         task.preview(preview_batch.to(device), out_dir / f"preview-{epoch + 1:04d}.png", preview)
         model.train()
+    with open(log_path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(summary) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    save_atomic(state, out_dir / LAST)  # the commit point (see the module docstring)
+
+
+def _trim_log(log_path: Path, epochs_done: int) -> None:
+    """Keep the complete ``log.jsonl`` lines of the ``epochs_done`` committed epochs; drop a
+    partial last line and lines of an epoch a kill interrupted before its checkpoint."""
+    if not log_path.exists():
+        return
+    data = log_path.read_bytes()
+    lines = data.split(b"\n")[:-1]  # the piece after the last newline is a partial line
+    kept = b"".join(line + b"\n" for line in lines if _logged_epoch(line) <= epochs_done)
+    if kept != data:
+        with atomic_path(log_path) as tmp:
+            tmp.write_bytes(kept)
+
+
+def _logged_epoch(line: bytes) -> float:
+    """The epoch of a log line; a damaged one (an older certkit appended after a partial line)
+    counts as uncommitted, so it is dropped rather than stopping the resume."""
+    try:
+        return json.loads(line)["epoch"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def _resume(task, optimizer, scaler, out_dir: Path, settings: TrainSettings, progress) -> int:
