@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-onnx", action="store_true", help="leave out (d); on CUDA it is left out anyway when onnxruntime has no CUDA provider")
     parser.add_argument("--compile", action="store_true", help="also measure (c) with torch.compile (its warm-up takes about a minute on a CPU)")
     options = parser.parse_args()
 
@@ -73,10 +74,15 @@ def main() -> None:
     else:
         loaded = load_classifier(options.model, options.sigma, options.checkpoint)
     spec = loaded.spec
-    folder = tempfile.TemporaryDirectory()
-    report = export_onnx(loaded, Path(folder.name) / "model.onnx", sigma=options.sigma)  # on the CPU, verified
-    onnx_engine = OnnxEngine(report.path, device)
-    folder.cleanup()
+    onnx_engine = None
+    if not options.no_onnx:
+        folder = tempfile.TemporaryDirectory()
+        report = export_onnx(loaded, Path(folder.name) / "model.onnx", sigma=options.sigma)  # on the CPU, verified
+        onnx_engine = OnnxEngine(report.path, device)
+        folder.cleanup()
+        if device.type == "cuda" and onnx_engine.describe().get("provider") != "CUDAExecutionProvider":
+            print("(d) left out: this onnxruntime has no CUDA provider, and a CPU provider beside a GPU measures nothing useful")
+            onnx_engine = None
     model = loaded.model.eval().to(device)
     images = [image.to(device) for image in _dataset_images(options.images, spec)]
     smoother = GaussianSmoother(options.sigma)
@@ -120,8 +126,9 @@ def main() -> None:
         "(a) bare forward (ceiling)": bare_forward,
         "(b) plain loop (Cohen 2019)": plain_loop,
         "(c) certkit torch engine": through_sampler(TorchEngine(model, device)),
-        "(d) certkit onnx engine": through_sampler(onnx_engine),
     }
+    if onnx_engine is not None:
+        methods["(d) certkit onnx engine"] = through_sampler(onnx_engine)
     if device.type == "cuda":
         methods["(c) torch engine, bf16 (opt-in)"] = through_sampler(TorchEngine(model, device, precision="bf16"))
     if options.compile:
@@ -145,7 +152,8 @@ def main() -> None:
     loop, ceiling = median["(b) plain loop (Cohen 2019)"], median["(a) bare forward (ceiling)"]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} torch threads"
     print(f"model {loaded.name} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params), {where}; N = {n} x {len(images)} images, batch {batch}, medians of {options.rounds} x {len(images)} timings")
-    print(f"onnx engine provider: {onnx_engine.provider}")
+    if onnx_engine is not None:
+        print(f"onnx engine provider: {onnx_engine.provider}")
     print(f"{'method':<34}{'samples/s':>12}{'vs (b)':>9}{'vs (a)':>9}{'min..max samples/s':>24}")
     for name in names:
         low, high = min(rates[name]), max(rates[name])
