@@ -87,6 +87,8 @@ def certify(
     console = Console()
     with ImageProgress(console) as progress:
         outcome = run_certify(job, settings.datasets, model_config.checkpoints if model_config else None, progress)
+    if outcome.rank != 0:
+        return  # under torchrun, rank 0 prints the table of the merged file
     results = read_results(outcome.path)
     radii, rows = build_report([results], grid)
     console.print(render_table(radii, rows, width=console.width))

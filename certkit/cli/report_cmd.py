@@ -11,7 +11,7 @@ from rich.console import Console
 from certkit.results.metrics import certified_accuracy, default_radius_grid, envelope as envelope_curve
 from certkit.results.metrics import fine_radius_grid, parse_radii
 from certkit.results.plot import plot_certified_accuracy
-from certkit.results.reader import ResultsFile, read_results
+from certkit.results.reader import ResultsFile, combine_parts, read_results
 from certkit.config import DEFAULT_SOURCE, load_settings
 from certkit.errors import ResultsError
 from certkit.results.report import ENVELOPE_LABEL, build_report, curve_labels, render_table, write_csv, write_markdown
@@ -40,9 +40,9 @@ def report(
     console = Console()
     # Parse --radii before reading files, so a typo fails fast whatever the files are.
     requested = parse_radii(radii) if radii is not None else _configured_radii()
-    if label and len(label) != len(files):
-        raise ResultsError(f"{len(label)} --label values for {len(files)} files.", "Give one --label per file, in the same order.")
-    results = [read_results(path) for path in files]
+    results = combine_parts([read_results(path) for path in files])  # a distributed run's part files count as one
+    if label and len(label) != len(results):
+        raise ResultsError(f"{len(label)} --label values for {len(results)} files.", "Give one --label per file (per run, for part files), in the same order.")
     labels = curve_labels(results, label)
     grid = requested if requested is not None else default_radius_grid(results)
     grid, rows = build_report(results, grid, envelope=envelope, labels=labels)

@@ -154,3 +154,36 @@ def _read_sidecar(path: Path) -> dict:
     if not isinstance(metadata, dict):
         raise ResultsError(f"Metadata {sidecar} is not a JSON object.", _FIX_SIDECAR)
     return metadata
+
+
+def combine_parts(results: list[ResultsFile]) -> list[ResultsFile]:
+    """Per-rank part files of one distributed run (``X.rank0``, ``X.rank1``, ...) as one results
+    file ``X``, in the place of its first part; every other file is left as it is."""
+    groups: dict[Path, list[ResultsFile]] = {}
+    for result in results:
+        part = result.metadata.get("part")
+        if isinstance(part, dict) and result.path.suffix.startswith(".rank"):
+            groups.setdefault(result.path.with_suffix(""), []).append(result)
+    combined: list[ResultsFile] = []
+    for result in results:
+        base = result.path.with_suffix("")
+        if base not in groups:
+            combined.append(result)
+        elif groups[base][0] is result:
+            combined.append(_concatenate(base, groups[base]))
+    return combined
+
+
+def _concatenate(path: Path, parts: list[ResultsFile]) -> ResultsFile:
+    order = np.argsort(np.concatenate([p.idx for p in parts]), kind="stable")
+
+    def joined(name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in parts])[order]
+
+    metadata = {k: v for k, v in parts[0].metadata.items() if k != "part"}
+    return ResultsFile(
+        path=path, idx=joined("idx"), label=joined("label"), predict=joined("predict"), radius=joined("radius"),
+        correct=joined("correct"), time=joined("time"),
+        samples=joined("samples") if all(p.samples is not None for p in parts) else None,
+        metadata=metadata, format=parts[0].format, truncated_last_line=any(p.truncated_last_line for p in parts),
+    )

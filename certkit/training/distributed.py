@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -24,13 +25,14 @@ class DistContext:
         return self.world_size > 1
 
 
-def init_from_env(device: torch.device) -> DistContext:
-    """Join the process group torchrun set up (WORLD_SIZE/RANK/LOCAL_RANK), or run alone."""
+def init_from_env(device: torch.device, timeout: datetime.timedelta | None = None) -> DistContext:
+    """Join the process group torchrun set up (WORLD_SIZE/RANK/LOCAL_RANK), or run alone.
+    ``timeout``: how long a collective (a barrier) waits for the slowest rank."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistContext()
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=timeout)
     return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 

@@ -18,8 +18,10 @@ from certkit.engines import Engine, TorchEngine, auto_batch_size, check_precisio
 from certkit.errors import CertkitError
 from certkit.interfaces import CertifyProcess, CertifySettings, CountSampler, InputSpec
 from certkit.models import load_classifier
+from certkit.results.parts import completed_indices, merge_parts, part_files, part_path, remove_parts, update_metadata
 from certkit.results.writer import ResultsWriter, format_row
 from certkit.sampling import MonteCarloSampler
+from certkit.training.distributed import barrier, init_from_env, local_device
 from certkit.workflows.resolve import DatasetChoice, open_dataset, resolve_dataset, versions
 
 
@@ -63,6 +65,9 @@ class CertifyJob:
 
 ENGINES = ("torch", "onnx")
 
+#: How long a rank waits at a barrier for the others: ranks finish their shares at different times.
+RANK_WAIT = dt.timedelta(days=7)
+
 
 class ModelSource(Protocol):
     """Where a run's model came from (a LoadedModel or an OnnxModelInfo), for metadata."""
@@ -95,6 +100,7 @@ class CertifyOutcome:
     certified: int
     resumed_from: int
     total: int
+    rank: int = 0  # under torchrun: only rank 0 reports; the others return when their part is merged
 
 
 def certifier_extra(job: CertifyJob, certifier: Any) -> dict[str, Any]:
@@ -215,21 +221,36 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     certifier = plugins.get("certifiers", job.certifier).obj()
     settings = CertifySettings(n0=job.n0, n=job.n, alpha=job.alpha, extra=certifier_extra(job, certifier))
     certifier.check(settings)
+    context = init_from_env(resolve_device(job.device), timeout=RANK_WAIT)
+    if context.enabled:
+        job = replace(job, device=str(local_device(resolve_device(job.device), context)))
+        progress = progress if context.is_main else _Silent()  # one progress bar, not one per rank
     run = prepare(job, configured_datasets, configured_checkpoints, progress)
-    job, choice, device, indices, dataset = run.job, run.choice, run.device, run.indices, run.dataset
-
+    job, choice, indices, dataset = run.job, run.choice, run.indices, run.dataset
     out = job.out or default_output(job, run.source.name, choice, job.certifier)
-    writer = ResultsWriter(out, metadata(job, run, smoother.name, kind="certify", certifier_options=settings.extra), overwrite=job.overwrite)
-    todo = [i for i in indices if i not in writer.done]
+    info = metadata(job, run, smoother.name, kind="certify", certifier_options=settings.extra)
+    writer = open_results(out, info, job.overwrite) if context.is_main else None
+    if context.enabled:
+        # Every rank reads the same finished rows (after rank 0 checked and merged the file) and
+        # takes every world_size-th image still to do: no image twice, none dropped.
+        if writer is not None:
+            writer.close()
+        barrier(context)
+        done = completed_indices(out)
+        writer = ResultsWriter(part_path(out, context.rank), {**info, "part": {"rank": context.rank, "world_size": context.world_size}}, overwrite=True)
+    else:
+        done = writer.done
+    todo = [i for i in indices if i not in done]
+    mine = todo[context.rank :: context.world_size]
     sampler = MonteCarloSampler(run.engine, smoother, job.batch, job.seed, on_samples=progress.samples)
     progress.start(len(indices), len(indices) - len(todo), f"{run.source.name} σ={job.sigma:g} on {choice.name}")
     finished = None
     try:
         make_process = getattr(certifier, "process", None)
         if make_process is not None:
-            outcomes = certify_packed(sampler, dataset, todo, lambda: make_process(smoother, settings))
+            outcomes = certify_packed(sampler, dataset, mine, lambda: make_process(smoother, settings))
         else:
-            outcomes = certify_one_by_one(sampler, dataset, todo, lambda sample: certifier.certify(sample, smoother, settings))
+            outcomes = certify_one_by_one(sampler, dataset, mine, lambda sample: certifier.certify(sample, smoother, settings))
         for idx, label, certificate, seconds in outcomes:
             writer.write(format_row(idx, label, certificate, seconds))
             progress.image_done()
@@ -237,7 +258,25 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
         finished = now()
     finally:
         writer.close(finished=finished)
-    return CertifyOutcome(out, len(todo), len(indices) - len(todo), len(indices))
+    if context.enabled:
+        barrier(context)
+        if context.is_main:
+            merge_parts(out)
+            update_metadata(out, finished=now(), world_size=context.world_size)
+    return CertifyOutcome(out, len(todo), len(indices) - len(todo), len(indices), context.rank)
+
+
+def open_results(out: Path, info: Mapping[str, Any], overwrite: bool) -> ResultsWriter:
+    """The results file, checked against ``info``; part files a killed distributed run left are
+    merged into it first (or removed with ``overwrite``)."""
+    if overwrite:
+        remove_parts(out)
+    writer = ResultsWriter(out, info, overwrite=overwrite)
+    if part_files(out):
+        writer.close()
+        merge_parts(out)
+        writer = ResultsWriter(out, info)
+    return writer
 
 
 def certify_packed(sampler: MonteCarloSampler, dataset: Any, todo: list[int], make_process: Callable[[], CertifyProcess]) -> Iterator[tuple[int, int, Any, float]]:
