@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,3 +36,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def safe_name(text: str, fallback: str = "run") -> str:
+    """``text`` as one file-name component: letters, digits, '.', '-', '_' only, never '.' or
+    '..'. Names from a config file, a plugin or a model ("timm/resnet18", "../x") must not
+    steer a write into another directory."""
+    name = re.sub(r"[^\w.-]+", "_", text).strip("_")
+    return name if name.strip(".") else fallback

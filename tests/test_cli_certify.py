@@ -199,3 +199,16 @@ def test_no_arguments_certifies_the_shipped_default(workdir):
     assert "certkit_dmae" in meta["checkpoint"]
     rows = (workdir / "results" / meta_path.name.removesuffix(".meta.json")).read_text().splitlines()
     assert len(rows) == 4
+
+
+def test_default_output_stays_inside_the_output_dir(tmp_path):
+    """Names from config or plugins ("timm/resnet18", a dataset called "../../x") never steer
+    where a results file is written."""
+    from certkit.workflows.certify import CertifyJob, default_output
+    from certkit.workflows.resolve import DatasetChoice
+
+    job = CertifyJob(model="timm/resnet18", sigma=0.25, data="x", n0=10, n=100, alpha=0.001, batch=10, seed=0, output_dir=tmp_path / "results")
+    choice = DatasetChoice(name="../../evil", type="image-folder", path=None, split="../test")
+    path = default_output(job, "timm/resnet18", choice, "../cohen")
+    assert path.parent == tmp_path / "results"  # one file name, however many '/' and '..' were given
+    assert path.name.startswith("timm_resnet18_sigma0.25_") and path.name.endswith("_cohen.tsv")

@@ -16,6 +16,7 @@ from certkit import plugins
 from certkit.data import select_indices
 from certkit.engines import Engine, TorchEngine, auto_batch_size, check_precision, resolve_device
 from certkit.errors import CertkitError
+from certkit.fileio import safe_name
 from certkit.interfaces import CertifyProcess, CertifySettings, CountSampler, InputSpec
 from certkit.models import load_classifier
 from certkit.results.parts import completed_indices, merge_parts, part_files, part_path, remove_parts, update_metadata
@@ -112,7 +113,8 @@ def certifier_extra(job: CertifyJob, certifier: Any) -> dict[str, Any]:
 
 
 def default_output(job: CertifyJob, model: str, choice: DatasetChoice, method: str) -> Path:
-    return job.output_dir / f"{model}_sigma{job.sigma:g}_{choice.name}-{choice.split}_{method}.tsv"
+    # One file name inside output_dir, whatever the model, dataset or certifier names contain.
+    return job.output_dir / (safe_name(f"{model}_sigma{job.sigma:g}_{choice.name}-{choice.split}_{method}") + ".tsv")
 
 
 @dataclass

@@ -15,7 +15,6 @@ Entry syntax, ``[LABEL:]SOURCE``:
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 from certkit import plugins
 from certkit.checkpoints import read_weights
 from certkit.errors import CertkitError, ResultsError
+from certkit.fileio import safe_name
 from certkit.results.reader import ResultsFile, read_results
 from certkit.workflows.certify import CertifyJob, Progress, run_certify
 
@@ -306,8 +306,8 @@ def _labels(entries: Sequence[Entry], files: Mapping[int, ResultsFile]) -> list[
 
 
 def _slug(text: str) -> str:
-    """A file name for a label: letters, digits, '.', '-', '_' only."""
-    return re.sub(r"[^\w.-]+", "_", text).strip("_") or "method"
+    """A file name for a label."""
+    return safe_name(text, fallback="method")
 
 
 def _unique_slug(label: str, taken: set[str]) -> str:
