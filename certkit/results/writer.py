@@ -80,7 +80,10 @@ class ResultsWriter:
             )
         self.done = self._complete_rows()
         # Keep the first start time; list when each resume began.
-        self.metadata["resumed"] = [*previous.get("resumed", []), self.metadata.get("started")]
+        resumed = previous.get("resumed", [])
+        if not resumed or resumed[-1] != self.metadata.get("started"):  # a run that reopens its file is one resume
+            resumed = [*resumed, self.metadata.get("started")]
+        self.metadata["resumed"] = resumed
         self.metadata["started"] = previous.get("started", self.metadata.get("started"))
         write_json_atomic(self.meta_path, self.metadata)
 

@@ -245,7 +245,10 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     todo = [i for i in indices if i not in done]
     mine = todo[context.rank :: context.world_size]
     sampler = MonteCarloSampler(run.engine, smoother, job.batch, job.seed, on_samples=progress.samples)
-    progress.start(len(indices), len(indices) - len(todo), f"{run.source.name} σ={job.sigma:g} on {choice.name}")
+    description = f"{run.source.name} σ={job.sigma:g} on {choice.name}"
+    if context.enabled:  # rank 0's bar counts rank 0's share
+        description += f" (rank 0 of {context.world_size}: {len(mine)} of {len(todo)} images to do)"
+    progress.start(len(indices) - len(todo) + len(mine), len(indices) - len(todo), description)
     finished = None
     try:
         make_process = getattr(certifier, "process", None)
