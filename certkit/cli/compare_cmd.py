@@ -58,6 +58,7 @@ def compare(
     config = {
         "sigma": c.sigma, "data": c.data, "split": c.split, "n0": c.n0, "n": c.n, "alpha": c.alpha, "seed": settings.seed,
         "skip": c.skip, "max": c.max, "certifier": c.certifier, "smoother": c.smoother,
+        "radii": tuple(requested if requested is not None else settings.report.radii),  # where certify.certifier: sequential stops
     }
     parsed = [parse_entry(text) for text in entries]
     checkpoints = {model: entry.checkpoints for model, entry in settings.models.items()}

@@ -88,6 +88,7 @@ class CompareSettings:
     certifier: str = "cohen"
     smoother: str = "gaussian"
     data_path: Path | None = None
+    radii: tuple[float, ...] = ()  # the grid a grid-aware certifier (sequential) stops on
 
     def describe(self) -> str:
         images = f"every {self.skip}th image" if self.skip > 1 else "every image"
@@ -112,7 +113,7 @@ def settings_from(first_file: ResultsFile | None, given: Mapping[str, Any], conf
     return CompareSettings(
         sigma=float(value["sigma"]), n0=int(value["n0"]), n=int(value["n"]), alpha=float(value["alpha"]), seed=int(value["seed"]),
         data=str(value["data"]), split=value["split"], skip=int(value["skip"]), max=value["max"], certifier=str(value["certifier"]),
-        smoother=str(value["smoother"]), data_path=None if path is None else Path(path),
+        smoother=str(value["smoother"]), data_path=None if path is None else Path(path), radii=tuple(config.get("radii", ())),
     )
 
 
@@ -198,6 +199,7 @@ def _certify(entry: Entry, target: Path, settings: CompareSettings, batch: int, 
         model=entry.model, sigma=settings.sigma, data=settings.data, n0=settings.n0, n=settings.n, alpha=settings.alpha, batch=batch,
         seed=settings.seed, checkpoint=entry.checkpoint, data_path=settings.data_path, split=settings.split, certifier=settings.certifier,
         smoother=settings.smoother, skip=settings.skip, max=settings.max, device=device, out=target, overwrite=overwrite,
+        radii=settings.radii,
     )
     existed = target.exists() and not overwrite
     try:
