@@ -63,6 +63,10 @@ class NoiseStream:
             yield self._block[offset : offset + rows]
             self.position += rows
             num -= rows
+            if offset + rows == NOISE_BLOCK:
+                # Used up: let it go, so that the images in flight hold at most a partial block
+                # each (a block of 100 ImageNet-sized rows is 60 MB).
+                self._block, self._block_number = None, -1
 
 
 @dataclass
