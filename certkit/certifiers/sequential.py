@@ -30,12 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from certkit.certifiers.cohen import CohenCertifier
+from certkit.config_schema import DEFAULT_RADII  # report.radii's default: the grid when none is given
 from certkit.errors import CertkitError
 from certkit.interfaces import ABSTAIN, Certificate, CertifyProcess, CertifySettings, CountSampler, Smoother
 from certkit.sampling import NOISE_BLOCK, drive
 from certkit.stats import clopper_pearson_lower, clopper_pearson_upper
 
-DEFAULT_RADII = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 DEFAULT_FIRST = 1000  # estimation samples at the first look
 DEFAULT_GROWTH = 2.0  # each look has this many times the samples of the one before
 DEFAULT_FINAL_SHARE = 0.5  # share of alpha for the lower bound at the last look
@@ -116,7 +116,7 @@ class SequentialCertifier:
 
     def __init__(self) -> None:
         self._cohen = CohenCertifier()
-        self._grids: dict[tuple, tuple[float, ...]] = {}
+        self._grids: dict[tuple, tuple[Smoother, tuple[float, ...]]] = {}
 
     def check(self, settings: CertifySettings) -> None:
         self._cohen.check(CertifySettings(settings.n0, settings.n, settings.alpha))
@@ -152,8 +152,8 @@ class SequentialCertifier:
         key = (id(smoother), radii, n, final_level)  # the same for every image of a run: computed once
         if key not in self._grids:
             reachable = clopper_pearson_lower(n, n, final_level)
-            self._grids[key] = grid_thresholds(radii, smoother.radius, reachable)
-        return self._grids[key]
+            self._grids[key] = (smoother, grid_thresholds(radii, smoother.radius, reachable))  # holding the smoother keeps its id unique
+        return self._grids[key][1]
 
     def certify(self, sample: CountSampler, smoother: Smoother, settings: CertifySettings) -> Certificate:
         return drive(self.process(smoother, settings), sample)

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import torch
 
 from certkit import plugins
+from certkit.config_schema import DEFAULT_RADII
 from certkit.data import select_indices
 from certkit.engines import Engine, TorchEngine, auto_batch_size, check_precision, resolve_device
 from certkit.errors import CertkitError
@@ -60,7 +61,7 @@ class CertifyJob:
     channels_last: bool = False  # torch engine only
     compile: bool = False  # torch engine only: torch.compile the model
     auto_batch: bool = False  # on CUDA: fill memory, up to AUTO_BATCH_LIMIT, instead of using batch
-    radii: tuple[float, ...] = ()  # the grid the user reports; a grid-aware certifier stops on it
+    radii: tuple[float, ...] = DEFAULT_RADII  # the grid the user reports; a grid-aware certifier stops on it
     certifier_options: Mapping[str, Any] = field(default_factory=dict)  # -O key=value
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from certkit import plugins
 from certkit.checkpoints import read_weights
+from certkit.config_schema import DEFAULT_RADII
 from certkit.errors import CertkitError, ResultsError
 from certkit.fileio import safe_name
 from certkit.results.reader import ResultsFile, read_results
@@ -88,7 +89,7 @@ class CompareSettings:
     certifier: str = "cohen"
     smoother: str = "gaussian"
     data_path: Path | None = None
-    radii: tuple[float, ...] = ()  # the grid a grid-aware certifier (sequential) stops on
+    radii: tuple[float, ...] = DEFAULT_RADII  # the grid a grid-aware certifier (sequential) stops on
 
     def describe(self) -> str:
         images = f"every {self.skip}th image" if self.skip > 1 else "every image"
@@ -113,7 +114,7 @@ def settings_from(first_file: ResultsFile | None, given: Mapping[str, Any], conf
     return CompareSettings(
         sigma=float(value["sigma"]), n0=int(value["n0"]), n=int(value["n"]), alpha=float(value["alpha"]), seed=int(value["seed"]),
         data=str(value["data"]), split=value["split"], skip=int(value["skip"]), max=value["max"], certifier=str(value["certifier"]),
-        smoother=str(value["smoother"]), data_path=None if path is None else Path(path), radii=tuple(config.get("radii", ())),
+        smoother=str(value["smoother"]), data_path=None if path is None else Path(path), radii=tuple(config.get("radii", DEFAULT_RADII)),
     )
 
 
