@@ -190,22 +190,21 @@ class MonteCarloSampler:
                 if take == 0:
                     continue
                 stream = item.streams.setdefault(item.stage, NoiseStream(item.image, item.idx, item.stage, self.seed, self.smoother))
-                start = filled
                 for rows in stream.take(take):
                     batch[filled : filled + len(rows)] = rows
                     filled += len(rows)
                 item.to_draw -= take
-                segments.append((item, start, take))
+                segments.append((item, take))
             labels = self._classify(batch[:filled])
             slots = torch.repeat_interleave(
-                torch.tensor([slot_of[item.order] for item, _, _ in segments], device=device),
-                torch.tensor([take for _, _, take in segments], device=device),
+                torch.tensor([slot_of[item.order] for item, _ in segments], device=device),
+                torch.tensor([take for _, take in segments], device=device),
             )
             tally += torch.bincount(slots * num_classes + labels, minlength=tally.numel())
             now = time.perf_counter()
             elapsed, clock = now - clock, now
             # Requests counted in full go back to their certifier, which asks again or finishes.
-            for item, _, take in segments:
+            for item, take in segments:
                 item.seconds += elapsed * take / filled
                 item.to_count -= take
                 if item.to_count == 0:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from certkit.errors import ResultsError
 from certkit.fileio import atomic_path
-from certkit.results.writer import IDENTITY_KEYS, sidecar_path, write_json_atomic
+from certkit.results.writer import identity_differences, sidecar_path, write_json_atomic
 
 _FIX = "Pass --out to write a new file, or --overwrite to replace it (and its part files)."
 
@@ -48,7 +48,7 @@ def merge_parts(results: Path) -> int:
     added = 0
     for part in parts:
         other = _metadata(part)
-        differences = [key for key in IDENTITY_KEYS if other.get(key) != metadata.get(key)]
+        differences = identity_differences(other, metadata)
         if differences:
             raise ResultsError(f"part file {part} was made with a different configuration than {results} ({', '.join(differences)}).", _FIX)
         part_header, part_rows = _rows(part)

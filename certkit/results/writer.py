@@ -29,6 +29,11 @@ IDENTITY_KEYS = ("kind", "model", "checkpoint_sha256", "sigma", "smoother", "cer
 _NEW_FILE_FIX = "Pass --out to write a new file, or --overwrite to replace it."
 
 
+def identity_differences(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The :data:`IDENTITY_KEYS` on which two results files' metadata disagree."""
+    return [key for key in IDENTITY_KEYS if previous.get(key) != current.get(key)]
+
+
 def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".meta.json")
 
@@ -72,7 +77,7 @@ class ResultsWriter:
 
     def _prepare_resume(self) -> None:
         previous = self._read_previous_metadata()
-        differences = [key for key in IDENTITY_KEYS if previous.get(key) != self.metadata.get(key)]
+        differences = identity_differences(previous, self.metadata)
         if differences:
             shown = ", ".join(f"{k} {previous.get(k)!r} vs {self.metadata.get(k)!r}" for k in differences[:3])
             raise ResultsError(
