@@ -224,6 +224,9 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     certifier = plugins.get("certifiers", job.certifier).obj()
     settings = CertifySettings(n0=job.n0, n=job.n, alpha=job.alpha, extra=certifier_extra(job, certifier))
     certifier.check(settings)
+    check_reach = getattr(certifier, "check_reach", None)  # optional: radii that N samples cannot reach
+    if check_reach is not None:
+        check_reach(smoother, settings)
     context = init_from_env(resolve_device(job.device), timeout=RANK_WAIT)
     if context.enabled:
         job = replace(job, device=str(local_device(resolve_device(job.device), context)))
