@@ -17,6 +17,7 @@ from certkit.errors import ResultsError
 from certkit.results.writer import COLUMNS
 
 CERTKIT_COLUMNS = COLUMNS
+CUT_COLUMNS = (*COLUMNS, "cut")  # a --stop-if-wrong run: 1 = image cut after selection
 COHEN_COLUMNS = ("idx", "label", "predict", "radius", "correct", "time")
 _PASS_A_TSV = "Pass a TSV written by `certkit certify` (or by Cohen et al.'s certify.py)."
 _FIX_SIDECAR = "Fix the JSON, or delete the sidecar to label the curve by file name."
@@ -37,6 +38,7 @@ class ResultsFile:
     metadata: dict = field(default_factory=dict)
     format: str = "certkit"  # "certkit" | "cohen"
     truncated_last_line: bool = False
+    cut: np.ndarray | None = None  # --stop-if-wrong files: 1 where the image was cut after selection
 
     def __len__(self) -> int:
         return int(self.idx.shape[0])
@@ -70,7 +72,7 @@ def read_results(path: Path) -> ResultsFile:
     if not lines or not lines[0].strip():
         raise ResultsError(f"Results file {path} is empty (no header line).", _PASS_A_TSV)
     header = tuple(lines[0].strip().split("\t"))
-    if header == CERTKIT_COLUMNS:
+    if header in (CERTKIT_COLUMNS, CUT_COLUMNS):
         fmt = "certkit"
     elif header == COHEN_COLUMNS:
         fmt = "cohen"
@@ -107,6 +109,7 @@ def read_results(path: Path) -> ResultsFile:
         metadata=_read_sidecar(path),
         format=fmt,
         truncated_last_line=truncated,
+        cut=np.asarray(columns[10], dtype=np.int64) if header == CUT_COLUMNS else None,
     )
 
 
@@ -123,7 +126,7 @@ def _parse_row(path: Path, number: int, line: str, fmt: str, width: int) -> tupl
         if fmt == "cohen":
             return idx, label, predict, radius, correct, seconds
         p_a_lower, n, n_a, n0_a = float(fields[6]), int(fields[7]), int(fields[8]), int(fields[9])
-        return idx, label, predict, radius, correct, seconds, p_a_lower, n, n_a, n0_a
+        return idx, label, predict, radius, correct, seconds, p_a_lower, n, n_a, n0_a, *(int(f) for f in fields[10:])
     except ValueError as error:
         raise ResultsError(f"{path}:{number}: malformed row ({error}).", "Fix or delete that line.") from error
 
@@ -186,4 +189,5 @@ def _concatenate(path: Path, parts: list[ResultsFile]) -> ResultsFile:
         correct=joined("correct"), time=joined("time"),
         samples=joined("samples") if all(p.samples is not None for p in parts) else None,
         metadata=metadata, format=parts[0].format, truncated_last_line=any(p.truncated_last_line for p in parts),
+        cut=joined("cut") if all(p.cut is not None for p in parts) else None,
     )

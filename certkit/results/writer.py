@@ -22,7 +22,7 @@ from certkit.interfaces import Certificate
 COLUMNS = ("idx", "label", "predict", "radius", "correct", "time", "pA_lower", "n", "nA", "n0A")
 
 #: metadata keys that define what a results file means; resuming requires them all equal
-IDENTITY_KEYS = ("kind", "model", "checkpoint_sha256", "sigma", "smoother", "certifier", "certifier_options", "n0", "n", "alpha", "seed", "dataset", "precision")
+IDENTITY_KEYS = ("kind", "model", "checkpoint_sha256", "sigma", "smoother", "certifier", "certifier_options", "n0", "n", "alpha", "seed", "dataset", "precision", "stop_if_wrong")
 
 
 #: The fix for any results file certkit will not append to.
@@ -43,9 +43,12 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def format_row(idx: int, label: int, cert: Certificate, seconds: float) -> str:
+def format_row(idx: int, label: int, cert: Certificate, seconds: float, cut: bool | None = None) -> str:
+    """One TSV row; ``cut`` (a ``--stop-if-wrong`` run) adds the trailing ``cut`` column."""
     correct = int(cert.prediction == label)
     fields = (idx, label, cert.prediction, f"{cert.radius:.9g}", correct, f"{seconds:.4f}", f"{cert.p_lower:.9g}", cert.samples, cert.count, cert.selection_count)
+    if cut is not None:
+        fields = (*fields, int(cut))
     return "\t".join(str(f) for f in fields) + "\n"
 
 

@@ -16,12 +16,13 @@ from certkit import plugins
 from certkit.config_schema import DEFAULT_RADII
 from certkit.data import select_indices
 from certkit.engines import Engine, TorchEngine, auto_batch_size, check_precision, resolve_device
+from certkit.certifiers.shortcut import stop_if_wrong
 from certkit.errors import CertkitError
 from certkit.fileio import safe_name
 from certkit.interfaces import CertifyProcess, CertifySettings, CountSampler, InputSpec
 from certkit.models import load_classifier
 from certkit.results.parts import completed_indices, merge_parts, part_files, part_path, remove_parts, update_metadata
-from certkit.results.writer import ResultsWriter, format_row
+from certkit.results.writer import COLUMNS, ResultsWriter, format_row
 from certkit.sampling import MonteCarloSampler
 from certkit.training.distributed import barrier, init_from_env, local_device
 from certkit.workflows.resolve import DatasetChoice, open_dataset, resolve_dataset, versions
@@ -63,6 +64,7 @@ class CertifyJob:
     auto_batch: bool = False  # on CUDA: fill memory, up to AUTO_BATCH_LIMIT, instead of using batch
     radii: tuple[float, ...] = DEFAULT_RADII  # the grid the user reports; a grid-aware certifier stops on it
     certifier_options: Mapping[str, Any] = field(default_factory=dict)  # -O key=value
+    stop_if_wrong: bool = False  # evaluation shortcut: cut an image whose selected class is not its label
 
 
 ENGINES = ("torch", "onnx")
@@ -231,11 +233,17 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     if context.enabled:
         job = replace(job, device=str(local_device(resolve_device(job.device), context)))
         progress = progress if context.is_main else _Silent()  # one progress bar, not one per rank
+    make_process = getattr(certifier, "process", None)
+    if job.stop_if_wrong and make_process is None:
+        raise CertkitError(f"--stop-if-wrong needs a certifier written as a process, and '{job.certifier}' has only certify().", "Drop --stop-if-wrong.")
     run = prepare(job, configured_datasets, configured_checkpoints, progress)
     job, choice, indices, dataset = run.job, run.choice, run.indices, run.dataset
+    if job.stop_if_wrong:
+        check_labelled(dataset, indices, choice.name)
     out = job.out or default_output(job, run.source.name, choice, job.certifier)
     info = metadata(job, run, smoother.name, kind="certify", certifier_options=settings.extra)
-    writer = open_results(out, info, job.overwrite) if context.is_main else None
+    columns = (*COLUMNS, "cut") if job.stop_if_wrong else COLUMNS
+    writer = open_results(out, info, job.overwrite, columns) if context.is_main else None
     if context.enabled:
         # Every rank reads the same finished rows (after rank 0 checked and merged the file) and
         # takes every world_size-th image still to do: no image twice, none dropped.
@@ -243,7 +251,7 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
             writer.close()
         barrier(context)
         done = completed_indices(out)
-        writer = ResultsWriter(part_path(out, context.rank), {**info, "part": {"rank": context.rank, "world_size": context.world_size}}, overwrite=True)
+        writer = ResultsWriter(part_path(out, context.rank), {**info, "part": {"rank": context.rank, "world_size": context.world_size}}, columns, overwrite=True)
     else:
         done = writer.done
     todo = [i for i in indices if i not in done]
@@ -255,13 +263,17 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     progress.start(len(indices) - len(todo) + len(mine), len(indices) - len(todo), description)
     finished = None
     try:
-        make_process = getattr(certifier, "process", None)
         if make_process is not None:
-            outcomes = certify_packed(sampler, dataset, mine, lambda: make_process(smoother, settings))
+            wrap = stop_if_wrong if job.stop_if_wrong else None
+            outcomes = certify_packed(sampler, dataset, mine, lambda: make_process(smoother, settings), wrap)
         else:
             outcomes = certify_one_by_one(sampler, dataset, mine, lambda sample: certifier.certify(sample, smoother, settings))
-        for idx, label, certificate, seconds in outcomes:
-            writer.write(format_row(idx, label, certificate, seconds))
+        for idx, label, result, seconds in outcomes:
+            if job.stop_if_wrong:
+                certificate, cut = result
+                writer.write(format_row(idx, label, certificate, seconds, cut=cut))
+            else:
+                writer.write(format_row(idx, label, result, seconds))
             progress.image_done()
         writer.sort_rows()  # images finish out of order; the finished file is in index order
         finished = now()
@@ -275,27 +287,41 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     return CertifyOutcome(out, len(todo), len(indices) - len(todo), len(indices), context.rank)
 
 
-def open_results(out: Path, info: Mapping[str, Any], overwrite: bool) -> ResultsWriter:
+def open_results(out: Path, info: Mapping[str, Any], overwrite: bool, columns: tuple[str, ...] = COLUMNS) -> ResultsWriter:
     """The results file, checked against ``info``; part files a killed distributed run left are
     merged into it first (or removed with ``overwrite``)."""
     if overwrite:
         remove_parts(out)
-    writer = ResultsWriter(out, info, overwrite=overwrite)
+    writer = ResultsWriter(out, info, columns, overwrite=overwrite)
     if part_files(out):
         writer.close()
         merge_parts(out)
-        writer = ResultsWriter(out, info)
+        writer = ResultsWriter(out, info, columns)
     return writer
 
 
-def certify_packed(sampler: MonteCarloSampler, dataset: Any, todo: list[int], make_process: Callable[[], CertifyProcess]) -> Iterator[tuple[int, int, Any, float]]:
-    """``(idx, label, result, seconds)`` per image as it finishes, with batches packed across images."""
+def check_labelled(dataset: Any, indices: list[int], name: str) -> None:
+    """``--stop-if-wrong`` compares the selected class with the label: refuse data without labels
+    (a dataset whose info says ``labelled = False``, or whose first image has no label)."""
+    unlabelled = getattr(dataset.info, "labelled", True) is False
+    if not unlabelled and indices:
+        label = dataset[indices[0]][1]
+        unlabelled = label is None or int(label) < 0
+    if unlabelled:
+        raise CertkitError(f"--stop-if-wrong compares each image's selected class with its label, and dataset '{name}' has no labels.", "Drop --stop-if-wrong, or use labelled data.")
+
+
+def certify_packed(
+    sampler: MonteCarloSampler, dataset: Any, todo: list[int], make_process: Callable[[], CertifyProcess], wrap: Callable[[CertifyProcess, int], CertifyProcess] | None = None
+) -> Iterator[tuple[int, int, Any, float]]:
+    """``(idx, label, result, seconds)`` per image as it finishes, with batches packed across
+    images; ``wrap(process, label)`` may wrap each image's process (``--stop-if-wrong``)."""
     labels: dict[int, int] = {}
 
     def work() -> Iterator[tuple[int, torch.Tensor, CertifyProcess]]:
         for idx in todo:
             image, labels[idx] = dataset[idx]
-            yield idx, image, make_process()
+            yield idx, image, make_process() if wrap is None else wrap(make_process(), labels[idx])
 
     for idx, result, seconds in sampler.run(work()):
         yield idx, labels.pop(idx), result, seconds
@@ -333,6 +359,7 @@ def metadata(job: CertifyJob, run: Prepared, smoother: str, kind: str, certifier
         "smoother": smoother,
         "certifier": job.certifier,
         "certifier_options": certifier_options or None,  # e.g. a sequential run's grid and looks
+        **({"stop_if_wrong": True} if job.stop_if_wrong else {}),  # recorded only when on, so earlier files keep their identity
         "n0": job.n0,
         "n": job.n,
         "alpha": job.alpha,
