@@ -135,11 +135,8 @@ class SequentialCertifier:
         except (TypeError, ValueError) as exc:
             raise CertkitError(f"bad option of certifier 'sequential': {exc}.", _EXAMPLE) from None
         if (first is not None and first < 1) or (growth is not None and growth <= 1) or not 0 < final_share <= 1 or (stop_alpha is not None and not 0 < stop_alpha < 1):
-            raise CertkitError(
-                f"sequential needs first >= 1, growth > 1, 0 < final_share <= 1 and 0 < stop_alpha < 1; got "
-                f"first={first}, growth={growth}, final_share={final_share:g}, stop_alpha={stop_alpha}.",
-                _EXAMPLE,
-            )
+            given = ", ".join(f"{key}={extra[key]}" for key in OPTIONS if key in extra and key != "bound")
+            raise CertkitError(f"sequential needs first >= 1, growth > 1, 0 < final_share <= 1 and 0 < stop_alpha < 1; got {given}.", _EXAMPLE)
         return SequentialOptions(bound, first, growth, final_share, stop_alpha)
 
     def _run(self, smoother: Smoother, settings: CertifySettings, options: SequentialOptions) -> tuple[tuple[float, ...], ScheduleChooser | None]:
