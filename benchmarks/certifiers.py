@@ -241,6 +241,12 @@ def grid_for(sigma: float, n: int) -> list[float]:
     return [r for r in np.arange(0, 1.5001, 0.25).round(2).tolist() if r <= reachable]
 
 
+def check_every(source) -> int:
+    """The confidence sequences check after every sample on replay, as the reference code does;
+    on the real model after every noise block (one request per check)."""
+    return 1 if source.kind == "replay" else 100
+
+
 def horvath_steps(n: int) -> str:
     """The paper's steps at N = 100,000 or more; scaled down with N for a small model run."""
     steps = PAPER_STEPS if n >= 100_000 else tuple(max(10, round(s * n / PAPER_STEPS[-1])) for s in PAPER_STEPS)
@@ -258,8 +264,8 @@ def task1(source, sigma: float, n: int, tag: str) -> list[str]:
             Method("sequential cp", "sequential", {"radii": [r]}, n),
             Method("sequential betting", "sequential", {"radii": [r], "bound": "betting"}, n),
             Method("horvath", "horvath", {"radius": r, "steps": horvath_steps(n)}, n),
-            Method("cs-union", "cs-union", {"radius": r}, n),
-            Method("cs-betting", "cs-betting", {"radius": r}, n),
+            Method("cs-union", "cs-union", {"radius": r, "check_every": check_every(source)}, n),
+            Method("cs-betting", "cs-betting", {"radius": r, "check_every": check_every(source)}, n),
         ]
         decision = reference.certified(r)
         for method in methods:
@@ -295,7 +301,7 @@ def task2(source, sigma: float, n: int, tag: str) -> list[str]:
     for anchor in ("horvath", "cs-union", "cs-betting"):
         accuracy, passes = [np.nan], 0  # fixed-radius: one run per grid radius above 0
         for r in radii[1:]:
-            options = {"radius": r, "steps": horvath_steps(n)} if anchor == "horvath" else {"radius": r}
+            options = {"radius": r, "steps": horvath_steps(n)} if anchor == "horvath" else {"radius": r, "check_every": check_every(source)}
             outcome = run_method(source, Method(anchor, anchor, options, n), sigma)
             accuracy.append(outcome.certified(r).mean() * 100)
             passes += int(outcome.samples.sum())

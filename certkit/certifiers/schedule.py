@@ -28,6 +28,7 @@ depend only on k0, so each run computes at most n0 + 1 choices.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ class SequentialPlan:
     bound: str = "cp"  # "cp" | "betting" (the early looks' bound; the last look is always Clopper-Pearson)
 
     def lower_bound(self, look: int, count: int, drawn: int) -> float:
+        if self.lower[look] <= 0:  # final_share = 1: the early looks certify nothing
+            return 0.0
         if self.bound == "betting" and look < len(self.looks) - 1:
             return betting_lower(count, drawn, self.lower[look])
         return clopper_pearson_lower(count, drawn, self.lower[look])
@@ -99,8 +102,6 @@ def make_plan(n: int, alpha: float, first: int, growth: float, final_share: floa
 def decided(lower: float, upper: float, grid: Sequence[float]) -> bool:
     """True when no grid threshold lies in [lower, upper]: given p in [lower, upper], more samples
     cannot change which grid radii the image certifies (a threshold q counts once lower > q)."""
-    import bisect
-
     above = bisect.bisect_left(grid, lower)  # first threshold not certified (q >= lower)
     return above == len(grid) or upper < grid[above]
 
@@ -110,6 +111,8 @@ def decided(lower: float, upper: float, grid: Sequence[float]) -> bool:
 
 def certify_counts(n: int, thresholds: np.ndarray, level: float, bound: str) -> np.ndarray:
     """Per threshold q, the smallest count k with a lower bound L(k) > q (n + 1 if none)."""
+    if level <= 0:
+        return np.full(len(thresholds), n + 1, dtype=np.int64)
     if bound == "cp":
         # L(k) > q  <=>  P_q(X >= k) < level; binom.isf gives the largest k with P_q(X > k) <= level.
         return np.minimum(binom.isf(level, n, thresholds) + 1, n + 1).astype(np.int64)
