@@ -65,7 +65,7 @@ class ConfidenceSequenceCertifier:
             or options.get("ratio", 2.0) <= 1 or options.get("prior", 1.0) <= 0
         )
         if bad:
-            raise CertkitError(f"{self.name} needs check_every >= 1, 0 < certify_share <= 1, 0 < stop_share x alpha < 1, ratio > 1 and prior > 0; got {options}.", self._example)
+            raise CertkitError(f"{self.name} needs check_every >= 1, 0 < certify_share <= 1, 0 < stop_share x alpha < 1, ratio > 1 and prior > 0; got {', '.join(f'{k}={v}' for k, v in settings.extra.items())}.", self._example)
         return options
 
     def _shape(self, options: dict[str, Any]) -> dict[str, Any]:
