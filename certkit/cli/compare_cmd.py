@@ -12,8 +12,8 @@ from rich.console import Console
 from certkit.cli import options as opt
 from certkit.cli.progress import ImageProgress
 from certkit.config import load_settings
-from certkit.results.metrics import certified_accuracy, default_radius_grid, fine_radius_grid, parse_radii
-from certkit.results.plot import plot_certified_accuracy
+from certkit.results.metrics import default_radius_grid, parse_radii
+from certkit.results.plot import curves_for, plot_certified_accuracy
 from certkit.results.report import build_report, render_table, write_csv, write_markdown
 from certkit.workflows.compare import Comparison, parse_entry, run_compare
 
@@ -78,22 +78,21 @@ def _print_and_write(comparison: Comparison, requested: list[float] | None, name
     grid, rows = build_report(results, requested if requested is not None else default_radius_grid(results), labels=labels)
     rows = [replace(row, note="; ".join(m.differences)) for row, m in zip(rows, methods)]
     s = comparison.settings
-    title = f"Certified accuracy (%) at L2 radius, {s.describe()}"
     for method in methods:
         source = method.entry.results if method.origin == "file" else method.results.path
-        console.print(f"{method.label}: {method.origin} {source}")
-    console.print(render_table(grid, rows, width=console.width, compare=True, title=title))
+        console.print(f"{method.label}: {method.origin} {source}", markup=False)
+        for note in method.results.notes:
+            console.print(f"note: {note}", style="yellow", markup=False)
+    console.print(render_table(grid, rows, width=console.width, compare=True, context=s.describe()))  # one table per norm
     for note in comparison.notes:
-        console.print(f"[yellow]note: {note}[/yellow]")
+        console.print(f"note: {note}", style="yellow", markup=False)
     if any(m.differences for m in methods):
-        console.print(f"[yellow]{MISMATCH_MARK.strip()} made with other settings than the comparison's ({s.describe()}); see the 'differs' column.[/yellow]")
+        console.print(f"{MISMATCH_MARK.strip()} made with other settings than the comparison's ({s.describe()}); see the 'differs' column.", style="yellow", markup=False)
 
-    fine = fine_radius_grid(results)
-    curves = [(label, fine, certified_accuracy(result, fine)) for label, result in zip(labels, results)]
     target = comparison.out_dir
     target.mkdir(parents=True, exist_ok=True)
     outputs = [target / f"{name}.md", target / f"{name}.csv", target / f"{name}.png"]
-    write_markdown(outputs[0], grid, rows, compare=True, title=title)
+    write_markdown(outputs[0], grid, rows, compare=True, context=s.describe())
     write_csv(outputs[1], grid, rows, compare=True)
-    plot_certified_accuracy(outputs[2], curves, title=f"{s.data}, σ={s.sigma:g}, N={s.n:,}, α={s.alpha:g}, {comparison.common_images} images")
-    console.print("Wrote " + ", ".join(str(path) for path in outputs))
+    plot_certified_accuracy(outputs[2], curves_for(results, labels), title=f"{s.data}, σ={s.sigma:g}, N={s.n:,}, α={s.alpha:g}, {comparison.common_images} images")
+    console.print("Wrote " + ", ".join(str(path) for path in outputs), markup=False)
