@@ -37,12 +37,10 @@ def distinguishing_suffixes(paths: Sequence[Path]) -> list[str]:
     """For each path, its last k components ("a/b/name"), with the smallest k that makes them
     all differ (the file name shown as :func:`display_name` shows it)."""
     parts = [_components(path) for path in paths]
+    distinct = len({tuple(p) for p in parts})  # the same file given twice stays one name (numbered by the caller)
     longest = max(len(p) for p in parts)
-    for k in range(1, longest + 1):
-        suffixes = ["/".join(p[-k:]) for p in parts]
-        if len(set(suffixes)) == len(suffixes):
-            return suffixes
-    return ["/".join(p) for p in parts]  # the same file more than once: numbered by the caller
+    k = next(k for k in range(1, longest + 1) if len({"/".join(p[-k:]) for p in parts}) == distinct)
+    return ["/".join(p[-k:]) for p in parts]
 
 
 def _components(path: Path) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,19 @@ def curves_for(results: Sequence[ResultsFile], labels: Sequence[str], envelope: 
 
 
 def plot_certified_accuracy(path: Path, curves: Sequence[Curve], title: str) -> None:
-    """Write one step curve per :class:`Curve`, one panel per norm; envelopes are dashed black.
+    """Write the :func:`draw` figure of ``curves`` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    figure = draw(curves, title)
+    try:
+        figure.savefig(Path(path), dpi=150)
+    finally:
+        plt.close(figure)
+
+
+def draw(curves: Sequence[Curve], title: str) -> Any:
+    """A matplotlib figure with one step curve per :class:`Curve`, one panel per norm;
+    envelopes are dashed black. The caller closes it (``plt.close``).
 
     Certified accuracy is a non-increasing, left-continuous step function of the radius (an
     image still counts at r equal to its radius), so curves are drawn as steps with
@@ -67,41 +80,44 @@ def plot_certified_accuracy(path: Path, curves: Sequence[Curve], title: str) -> 
 
     norms = list(dict.fromkeys(curve.norm for curve in curves)) or ["l2"]
     figure, panels = plt.subplots(1, len(norms), figsize=(6.4 * len(norms), 4.2), dpi=150, squeeze=False)
-    try:
-        colors = plt.get_cmap("tab10").colors
-        color_index = 0
-        for axes, norm in zip(panels[0], norms):
-            top_radius = 0.0
-            marked_reach = False
-            for curve in (c for c in curves if c.norm == norm):
-                radii = np.asarray(curve.radii, dtype=float)
-                accuracy = 100 * np.asarray(curve.accuracy, dtype=float)
-                if curve.reach is not None:
-                    accuracy = np.where(radii <= curve.reach * (1 + 1e-9), accuracy, np.nan)  # unreachable, not 0
-                if radii.size:
-                    top_radius = max(top_radius, float(radii[-1]))
-                if curve.envelope:
-                    style = {"color": "black", "linestyle": "--", "linewidth": 1.6, "zorder": 3}
-                else:
-                    style = {"color": colors[color_index % len(colors)], "linewidth": 1.8}
-                    color_index += 1
-                axes.step(radii, accuracy, where="pre", label=_literal(curve.label), **style)
-                if curve.reach is not None and radii.size and curve.reach < radii[-1]:
-                    axes.axvline(curve.reach, color=style["color"], linestyle=":", linewidth=1.0,
-                                 label=None if marked_reach else "largest certifiable radius")
-                    marked_reach = True
-            axes.set_xlabel(f"{_AXIS_NORMS.get(norm, norm_name(norm))} radius")
-            axes.set_ylabel("certified accuracy (%)")
-            axes.set_title(_literal(f"{title}, {norm_name(norm)} radius"), fontsize=10)
-            axes.set_xlim(0, top_radius if top_radius > 0 else 1.0)
-            axes.set_ylim(0, 100)
-            axes.grid(True, alpha=0.35, linewidth=0.6)
-            if curves:
-                axes.legend(loc="upper right", frameon=True, fontsize=9)
-        figure.tight_layout()
-        figure.savefig(Path(path), dpi=150)
-    finally:
-        plt.close(figure)
+    colors = plt.get_cmap("tab10").colors
+    color_index = 0
+    for axes, norm in zip(panels[0], norms):
+        top_radius = 0.0
+        marked_reach = False
+        for curve in (c for c in curves if c.norm == norm):
+            radii = np.asarray(curve.radii, dtype=float)
+            if radii.size:
+                top_radius = max(top_radius, float(radii[-1]))
+            if curve.envelope:
+                style = {"color": "black", "linestyle": "--", "linewidth": 1.6, "zorder": 3}
+            else:
+                style = {"color": colors[color_index % len(colors)], "linewidth": 1.8}
+                color_index += 1
+            axes.step(radii, 100 * visible_accuracy(curve), where="pre", label=_literal(curve.label), **style)
+            if curve.reach is not None and not curve.envelope and radii.size and curve.reach < radii[-1]:  # an envelope ends at a file's reach
+                axes.axvline(curve.reach, color=style["color"], linestyle=":", linewidth=1.0,
+                             label=None if marked_reach else "largest certifiable radius")
+                marked_reach = True
+        axes.set_xlabel(f"{_AXIS_NORMS.get(norm, norm_name(norm))} radius")
+        axes.set_ylabel("certified accuracy (%)")
+        axes.set_title(_literal(f"{title}, {norm_name(norm)} radius"), fontsize=10)
+        axes.set_xlim(0, top_radius if top_radius > 0 else 1.0)
+        axes.set_ylim(0, 100)
+        axes.grid(True, alpha=0.35, linewidth=0.6)
+        if curves:
+            axes.legend(loc="upper right", frameon=True, fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def visible_accuracy(curve: Curve) -> np.ndarray:
+    """The curve's accuracy, NaN (no line) beyond its reach: unreachable, not 0."""
+    radii = np.asarray(curve.radii, dtype=float)
+    accuracy = np.asarray(curve.accuracy, dtype=float)
+    if curve.reach is None:
+        return accuracy
+    return np.where(radii <= curve.reach * (1 + 1e-9), accuracy, np.nan)
 
 
 def _literal(text: str) -> str:

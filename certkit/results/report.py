@@ -172,7 +172,7 @@ def footnotes(radii: Sequence[float], rows: Sequence[ReportRow]) -> list[str]:
     beyond = [row for row in rows if radii and not row.reachable(max(radii))]
     if beyond:
         reaches = "; ".join(f"{row.label}: {row.reach:.3g}" for row in beyond)
-        lines.append(f"{UNREACHABLE} beyond reach: no model can be certified there with the run's N and α (largest certifiable radius: {reaches}).")
+        lines.append(f"{UNREACHABLE} = beyond reach: N and α allow no certificate that large (largest certifiable radius: {reaches}).")
     return lines
 
 

@@ -102,17 +102,16 @@ class ResultsStore:
         except BaseException:
             store._release()
             raise
-        for message in store.notes:
-            if note is not None:
-                note(message)
+        for message in store.notes if note is not None else ():
+            note(message)
         return store
 
     @classmethod
-    def open_part(cls, results: Path, metadata: Mapping[str, Any], rank: int, world_size: int) -> ResultsStore:
+    def open_part(cls, results: Path, metadata: Mapping[str, Any], rank: int, world_size: int, columns: tuple[str, ...] = COLUMNS) -> ResultsStore:
         """Rank ``rank``'s part file of ``results`` (started afresh); ``done`` is the rows the
         results file holds, after rank 0 opened (and merged) it. Rank 0's lock on ``results``
         covers the parts, so a part takes none."""
-        store = cls(part_path(results, rank), {**metadata, "part": {"rank": rank, "world_size": world_size}}, COLUMNS, None)
+        store = cls(part_path(results, rank), {**metadata, "part": {"rank": rank, "world_size": world_size}}, columns, None)
         data = Path(results).read_bytes()
         store.done = {row.idx for row in scan(data, cut_unterminated=True).rows}
         store._start_new()
