@@ -15,6 +15,7 @@ hookimpl = pluggy.HookimplMarker("certkit")
 from certkit.errors import CertkitError  # noqa: E402
 from certkit.interfaces import (  # noqa: E402
     ABSTAIN,
+    NORMS,
     BaseClassifier,
     Certificate,
     Certifier,
@@ -30,6 +31,9 @@ from certkit.normalize import Normalize  # noqa: E402
 
 __all__ = [
     "ABSTAIN",
+    "NORMS",
+    "LoadedClassifier",
+    "load_classifier",
     "BaseClassifier",
     "Certificate",
     "Certifier",
@@ -45,3 +49,12 @@ __all__ = [
     "__version__",
     "hookimpl",
 ]
+
+
+def __getattr__(name: str):
+    # The model-loading API pulls in the plugin registry; import it when it is first used.
+    if name in ("load_classifier", "LoadedClassifier"):
+        from certkit import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'certkit' has no attribute {name!r}")
