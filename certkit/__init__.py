@@ -33,7 +33,9 @@ __all__ = [
     "ABSTAIN",
     "NORMS",
     "LoadedClassifier",
+    "SmoothedClassifier",
     "load_classifier",
+    "load_images",
     "BaseClassifier",
     "Certificate",
     "Certifier",
@@ -57,4 +59,8 @@ def __getattr__(name: str):
         from certkit import models
 
         return getattr(models, name)
+    if name in ("SmoothedClassifier", "load_images"):
+        from certkit import api
+
+        return getattr(api, name)
     raise AttributeError(f"module 'certkit' has no attribute {name!r}")

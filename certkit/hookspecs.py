@@ -31,7 +31,8 @@ def certkit_register_models(register: Register) -> None:
     Called once when the models registry is first used. ``component`` is a callable
     ``factory(**overrides) -> torch.nn.Module`` whose result has an ``input_spec``
     (:class:`certkit.InputSpec`). Details: ``checkpoints`` (``{sigma: path}`` of weights the
-    plugin ships), ``checkpoint_filter`` (``(state_dict, model) -> state_dict`` for foreign
+    plugin ships for Gaussian noise; a key ``(smoother, sigma)`` for weights trained on another
+    smoother's noise, e.g. ``("uniform", 0.25)``), ``checkpoint_filter`` (``(state_dict, model) -> state_dict`` for foreign
     checkpoint formats), ``pretraining=True`` (an encoder-decoder for ``certkit pretrain``, not
     a classifier), and ``prefix=True``: ``name`` (e.g. ``"timm/"``) is a family answering every
     name that starts with it, whose factory gets the rest as ``arch=``; with it, ``check_name``

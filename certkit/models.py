@@ -67,25 +67,45 @@ def needs_checkpoint(name: str) -> bool:
     return plugins.get("models", name).details.get("needs_checkpoint", True) is not False
 
 
-def checkpoint_sigmas(component: plugins.Component, configured: Mapping[float, Path] | None = None) -> list[float]:
-    """Sigmas with a checkpoint: shipped by the plugin or set in the config."""
-    shipped = component.details.get("checkpoints") or {}
-    return sorted({float(k) for k in (configured or {})} | {float(k) for k in shipped})
+def _noise_and_sigma(key: float | tuple[str, float]) -> tuple[str, float]:
+    """A ``checkpoints`` key: a sigma (weights for Gaussian noise) or ``(smoother, sigma)``."""
+    if isinstance(key, tuple):
+        return str(key[0]), float(key[1])
+    return "gaussian", float(key)
 
 
-def find_checkpoint(name: str, sigma: float, explicit: Path | None, configured: Mapping[float, Path] | None) -> Path:
-    """``--checkpoint`` > ``models.<name>.checkpoints`` in the config > what the plugin ships."""
+def checkpoint_sigmas(component: plugins.Component, configured: Mapping[float, Path] | None = None, noise: str = "gaussian") -> list[float]:
+    """Sigmas with a checkpoint for ``noise``: shipped by the plugin or (Gaussian) set in the config."""
+    keys = [*(configured or {}), *(component.details.get("checkpoints") or {})]
+    return sorted({sigma for kind, sigma in map(_noise_and_sigma, keys) if kind == noise})
+
+
+def checkpoint_noises(component: plugins.Component, configured: Mapping[float, Path] | None = None) -> list[str]:
+    """The smoothers a model has checkpoints for, Gaussian first."""
+    keys = [*(configured or {}), *(component.details.get("checkpoints") or {})]
+    return sorted({kind for kind, _ in map(_noise_and_sigma, keys)}, key=lambda kind: (kind != "gaussian", kind))
+
+
+def find_checkpoint(name: str, sigma: float, explicit: Path | None, configured: Mapping[float, Path] | None, noise: str = "gaussian") -> Path:
+    """``--checkpoint`` > ``models.<name>.checkpoints`` in the config > what the plugin ships,
+    for weights trained on ``noise`` (a smoother name) at ``sigma``; without such weights, the
+    Gaussian ones at ``sigma`` (certify then warns that the noise differs)."""
     if explicit is not None:
         return Path(explicit).expanduser()
     component = plugins.get("models", name)
-    for source in (configured or {}, component.details.get("checkpoints") or {}):
-        for key, path in source.items():
-            if abs(float(key) - sigma) < 1e-9:
-                return Path(path)
-    have = ", ".join(f"{k:g}" for k in checkpoint_sigmas(component, configured)) or "none"
+    for wanted in dict.fromkeys((noise, "gaussian")):
+        for source in (configured or {}, component.details.get("checkpoints") or {}):
+            for key, path in source.items():
+                kind, at = _noise_and_sigma(key)
+                if kind == wanted and abs(at - sigma) < 1e-9:
+                    return Path(path)
+    have = ", ".join(f"{k:g}" for k in checkpoint_sigmas(component, configured, noise)) or "none"
+    others = [kind for kind in checkpoint_noises(component, configured) if kind != noise]
+    elsewhere = f"; it has checkpoints for {', '.join(others)} noise" if others else ""
+    what = "sigma" if noise == "gaussian" else f"{noise} noise at sigma"
     raise CheckpointError(
-        f"model '{name}' has no checkpoint for sigma {sigma:g} (sigmas with checkpoints: {have}).",
-        f"Pass --checkpoint PATH, or set models.{name}.checkpoints.{sigma:g} in certkit.yaml.",
+        f"model '{name}' has no checkpoint for {what} {sigma:g} (sigmas with checkpoints: {have}{elsewhere}).",
+        f"Pass --checkpoint PATH, or set models.{name}.checkpoints.{sigma:g} in certkit.yaml." if noise == "gaussian" else "Pass --checkpoint PATH.",
     )
 
 
@@ -109,12 +129,14 @@ def load_classifier(
     *,
     spec: InputSpec | str | None = None,
     options: Mapping[str, Any] | None = None,
+    noise: str = "gaussian",
 ) -> LoadedClassifier:
     """Build the registered model ``name`` with its weights for ``sigma``.
 
     ``checkpoint`` overrides the lookup; ``configured`` is ``models.<name>.checkpoints`` of the
     config; ``spec`` (a preset name, a spec file or an InputSpec) is the input spec of a weights
-    file that has none; ``options`` go to the model's factory (``-M key=value``).
+    file that has none; ``options`` go to the model's factory (``-M key=value``); ``noise`` is
+    the smoother the weights were trained for (a plugin may ship checkpoints per smoother).
     """
     component = check_classifier(name)
     explicit = None if checkpoint is None else Path(checkpoint).expanduser()
@@ -124,7 +146,7 @@ def load_classifier(
         return _build_without_checkpoint(component, sigma, explicit, wanted_spec, options)
     if sigma is None and explicit is None:
         raise CheckpointError(f"model '{name}' needs a sigma to find its checkpoint.", "Pass --sigma S or --checkpoint PATH.")
-    path = find_checkpoint(component.name, sigma if sigma is not None else 0.0, explicit, configured)
+    path = find_checkpoint(component.name, sigma if sigma is not None else 0.0, explicit, configured, noise)
     weights = read_weights(path)
     if weights.model_name is not None and weights.model_name not in (component.name, *component.aliases):
         raise CheckpointError(

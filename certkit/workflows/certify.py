@@ -180,7 +180,7 @@ def build_engine(job: CertifyJob, configured_checkpoints: Mapping[float, Path] |
 
         engine = OnnxEngine(job.onnx, device)
         return engine.info, engine, engine.describe()
-    loaded = load_classifier(job.model, job.sigma, job.checkpoint, configured_checkpoints, spec=job.spec, options=job.model_options)
+    loaded = load_classifier(job.model, job.sigma, job.checkpoint, configured_checkpoints, spec=job.spec, options=job.model_options, noise=job.smoother)
     if job.engine == "torch":
         engine = TorchEngine(loaded.model, device, job.precision, job.channels_last, job.compile)
         return loaded, engine, engine.describe()
