@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from typing import Any, get_type_hints
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from certkit.errors import CertkitError, PluginError
 from certkit.interfaces import NORMS, Smoother
@@ -66,6 +67,10 @@ def build_smoother(name: str, sigma: float, options: Mapping[str, Any] | None = 
 
 
 def _check_type(smoother: str, key: str, value: Any, annotation: Any) -> None:
+    members = [a for a in get_args(annotation) if a is not type(None)] if get_origin(annotation) in (Union, UnionType) else [annotation]
+    if len(members) != 1 or (value is None and len(get_args(annotation)) > 1):
+        return  # several types, or None where None is allowed: the smoother checks it
+    annotation = members[0]
     expected = {float: (int, float), int: (int,), bool: (bool,), str: (str,)}.get(annotation)
     if expected is None:
         return
