@@ -39,6 +39,8 @@ def compare(
     radii: Annotated[Optional[str], typer.Option("--radii", help='Radii for the table: "0,0.5,1" or "0:2:0.25" (stop included).', show_default=False)] = None,
     allow_mismatch: Annotated[bool, typer.Option("--allow-mismatch", help="Compare results made with other settings or on other images anyway; the table marks them.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Certify model entries again instead of resuming or reusing their results.")] = False,
+    smoother: opt.Smoother = None,
+    smoother_option: opt.SmootherOption = [],  # noqa: B006
     config_file: opt.ConfigFile = None,
 ) -> None:
     """Compare methods (any plugins' models, or existing results files) on identical images,
@@ -54,10 +56,13 @@ def compare(
     }
     settings, _ = load_settings(config_file, overrides)  # validates the flags like certify does
     c = settings.certify
-    given = {"sigma": sigma, "data": data, "data_path": data_path, "split": split, "n0": n0, "n": n, "alpha": alpha, "seed": seed, "skip": skip, "max": max_images}
+    given = {
+        "sigma": sigma, "data": data, "data_path": data_path, "split": split, "n0": n0, "n": n, "alpha": alpha, "seed": seed, "skip": skip, "max": max_images,
+        "smoother": smoother, "smoother_options": opt.parse_key_values(smoother_option, "--smoother-option", "key=0.5") or None,
+    }
     config = {
         "sigma": c.sigma, "data": c.data, "split": c.split, "n0": c.n0, "n": c.n, "alpha": c.alpha, "seed": settings.seed,
-        "skip": c.skip, "max": c.max, "certifier": c.certifier, "smoother": c.smoother,
+        "skip": c.skip, "max": c.max, "certifier": c.certifier, "smoother": c.smoother, "smoother_options": {},
         "radii": tuple(requested if requested is not None else settings.report.radii),  # where certify.certifier: sequential stops
     }
     parsed = [parse_entry(text) for text in entries]
@@ -80,10 +85,12 @@ def _print_and_write(comparison: Comparison, requested: list[float] | None, name
     s = comparison.settings
     for method in methods:
         source = method.entry.results if method.origin == "file" else method.results.path
-        console.print(f"{method.label}: {method.origin} {source}", markup=False)
+        why = " (same model, weights and settings: not certified again)" if method.origin == "reused" else ""
+        console.print(f"{method.label}: {method.origin} {source}{why}", markup=False, highlight=False)
         for note in method.results.notes:
             console.print(f"note: {note}", style="yellow", markup=False)
-    console.print(render_table(grid, rows, width=console.width, compare=True, context=s.describe()))  # one table per norm
+    # One table per norm (an --allow-mismatch comparison across norms never shares a column).
+    console.print(render_table(grid, rows, width=console.width, compare=True, context=s.describe()))
     for note in comparison.notes:
         console.print(f"note: {note}", style="yellow", markup=False)
     if any(m.differences for m in methods):
