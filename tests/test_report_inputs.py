@@ -247,7 +247,7 @@ def test_l1_and_l2_files_never_share_a_column_an_axis_or_an_envelope(tmp_path, l
     l2 = certkit_file(tmp_path / "gauss.tsv", [0.5, 0.2, -1, -1], {"sigma": 0.25})
     l1 = certkit_file(tmp_path / "unif.tsv", [0.42, 0.4, 0.3, 0.1], {"sigma": 0.25, "smoother": "uniform-test", "norm": "l1"})
     results = [read_results(l2), read_results(l1)]
-    assert results[1].label_text == "vit-mini σ=0.25 uniform-test L1"  # never labelled like the Gaussian run
+    assert results[1].label_text == "vit-mini uniform-test σ=0.25 (l1)"  # never labelled like the Gaussian run
     assert results[0].label_text == "vit-mini σ=0.25"
 
     result = invoke("report", str(l2), str(l1), "--envelope", "--radii", "0,0.25,0.5", "--out-dir", str(tmp_path / "out"))
@@ -262,7 +262,7 @@ def test_l1_and_l2_files_never_share_a_column_an_axis_or_an_envelope(tmp_path, l
     envelope_l1 = rows["envelope L1 (best σ)"]
     assert float(envelope_l1["certified_acc@0.25"]) == 0.75
     assert envelope_l1["certified_acc@0.5"] == ""  # beyond what N = 1,000 can certify with L1 noise at this sigma
-    l1_reach = float(rows["vit-mini σ=0.25 uniform-test L1"]["max_certifiable_radius"])
+    l1_reach = float(rows["vit-mini uniform-test σ=0.25 (l1)"]["max_certifiable_radius"])
     assert l1_reach == pytest.approx(2 * math.sqrt(3) * 0.25 * (0.001 ** (1 / 1000) - 0.5))  # the smoother's own formula
 
     figure = draw(curves_for(results, ["gauss", "unif"], envelope=True), "t")

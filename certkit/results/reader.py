@@ -61,23 +61,23 @@ class ResultsFile:
 
     @property
     def label_text(self) -> str:
-        """Legend label: "model σ=sigma" from the sidecar, plus the smoother (and its options)
-        when it is not the Gaussian one and the norm when it is not L2; else the file's name."""
+        """Legend label: "model σ=sigma" from the sidecar, or "model uniform σ=0.25 (l1)" (smoother,
+        its options and the norm) when the smoother is not the plain Gaussian one, as the progress
+        bar describes the run; else the file's name."""
         model = self.metadata.get("model")
         sigma = self.metadata.get("sigma")
         if model is None and sigma is None:
             return display_name(self.path)
-        parts = [str(model) if model is not None else display_name(self.path)]
-        if sigma is not None:
-            parts.append(f"σ={sigma:g}" if isinstance(sigma, (int, float)) else f"σ={sigma}")
-        smoother = self.metadata.get("smoother")
+        shown_sigma = "" if sigma is None else (f"σ={sigma:g}" if isinstance(sigma, (int, float)) else f"σ={sigma}")
+        smoother = str(self.metadata.get("smoother") or "gaussian")
         options = self.metadata.get("smoother_options") or {}
-        if (smoother and smoother != "gaussian") or options:
-            shown = ",".join(f"{k}={v}" for k, v in sorted(options.items())) if isinstance(options, dict) else str(options)
-            parts.append(f"{smoother or 'gaussian'}({shown})" if shown else str(smoother))
-        if self.norm != "l2":
-            parts.append(norm_name(self.norm))
-        return " ".join(parts)
+        parts = [str(model) if model is not None else display_name(self.path)]
+        if smoother == "gaussian" and self.norm == "l2" and not options:
+            parts.append(shown_sigma)
+        else:
+            listed = "".join(f" {k}={v}" for k, v in sorted(options.items())) if isinstance(options, dict) else f" {options}"
+            parts.append(f"{smoother}{listed} {shown_sigma} ({self.norm})")
+        return " ".join(part for part in parts if part).replace("  ", " ")
 
 
 def display_name(path: Path) -> str:
