@@ -270,7 +270,8 @@ def test_l1_and_l2_files_never_share_a_column_an_axis_or_an_envelope(tmp_path, l
         axes = figure.axes
         assert [a.get_xlabel() for a in axes] == [r"$\ell_2$ radius", r"$\ell_1$ radius"]
         assert [a.get_title() for a in axes] == ["t, L2 radius", "t, L1 radius"]
-        assert [len(a.get_lines()) for a in axes] == [2, 3]  # file + envelope; file + envelope + reach marker
+        dotted = [[line.get_xdata()[0] for line in a.get_lines() if line.get_linestyle() == ":" and len(line.get_xdata())] for a in axes]
+        assert dotted[0] == [] and dotted[1] == [pytest.approx(l1_reach)]  # the L1 curve ends at its reach, marked once
     finally:
         import matplotlib.pyplot as plt
 
@@ -286,3 +287,12 @@ def test_compare_tables_split_by_norm(tmp_path):
     shown = console.export_text()
     assert "at L2 radius, σ=0.25" in shown and "at L1 radius, σ=0.25" in shown
     assert shown.count("┃ method") == 2
+
+
+def test_the_cut_column_of_a_stop_if_wrong_run_is_read(tmp_path):
+    path = tmp_path / "cut.tsv"
+    path.write_text(HEADER.rstrip("\n") + "\tcut\n" + "0\t1\t1\t0.4\t1\t0.5\t0.9\t1100\t1000\t100\t0\n" + "1\t2\t5\t0\t0\t0.1\t0\t100\t0\t90\t1\n")
+    results = read_results(path)
+    assert results.cut.tolist() == [0, 1] and results.samples.tolist() == [1100, 100]
+    radii, rows = build_report([results], [0, 0.25])
+    assert rows[0].certified == [0.5, 0.5]  # the cut image is wrong, as it would have been anyway

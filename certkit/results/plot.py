@@ -96,9 +96,10 @@ def draw(curves: Sequence[Curve], title: str) -> Any:
                 color_index += 1
             axes.step(radii, 100 * visible_accuracy(curve), where="pre", label=_literal(curve.label), **style)
             if curve.reach is not None and not curve.envelope and radii.size and curve.reach < radii[-1]:  # an envelope ends at a file's reach
-                axes.axvline(curve.reach, color=style["color"], linestyle=":", linewidth=1.0,
-                             label=None if marked_reach else "largest certifiable radius")
+                axes.axvline(curve.reach, color=style["color"], linestyle=":", linewidth=1.0)
                 marked_reach = True
+        if marked_reach:  # one neutral legend entry for the dotted lines of every curve
+            axes.plot([], [], color="gray", linestyle=":", linewidth=1.0, label="largest certifiable radius")
         axes.set_xlabel(f"{_AXIS_NORMS.get(norm, norm_name(norm))} radius")
         axes.set_ylabel("certified accuracy (%)")
         axes.set_title(_literal(f"{title}, {norm_name(norm)} radius"), fontsize=10)

@@ -169,7 +169,7 @@ def _budget(result: ResultsFile) -> str:
 def footnotes(radii: Sequence[float], rows: Sequence[ReportRow]) -> list[str]:
     """The rows' own footnotes, then one for the radii some row cannot reach."""
     lines = [note for row in rows for note in row.footnotes]
-    beyond = [row for row in rows if radii and not row.reachable(max(radii))]
+    beyond = [row for row in rows if radii and not row.envelope and not row.reachable(max(radii))]  # an envelope reaches as far as its best file
     if beyond:
         reaches = "; ".join(f"{row.label}: {row.reach:.3g}" for row in beyond)
         lines.append(f"{UNREACHABLE} = beyond reach: N and α allow no certificate that large (largest certifiable radius: {reaches}).")
