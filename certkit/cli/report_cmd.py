@@ -21,7 +21,7 @@ from certkit.results.store import repair
 def report(
     files: Annotated[
         list[Path] | None,
-        typer.Argument(metavar="[FILE]...", help="Results TSV files (certkit's or Cohen et al.'s format).", show_default="every *.tsv in output_dir (results/)"),
+        typer.Argument(metavar="FILE", help="Results TSV files (certkit's or Cohen et al.'s format).", show_default="every *.tsv in output_dir"),
     ] = None,
     radii: Annotated[
         str | None, typer.Option("--radii", help='Radii for the table: "0,0.5,1" or "0:2:0.25" (stop included).')
