@@ -11,8 +11,8 @@ from certkit.certifiers.cohen import check_predict, predict_process
 from certkit.results.store import ResultsStore
 from certkit.results.writer import PREDICT_COLUMNS
 from certkit.sampling import MonteCarloSampler
-from certkit.smoothers import build_smoother
-from certkit.workflows.certify import CertifyJob, CertifyOutcome, Progress, _Silent, certify_packed, default_output, describe_smoother, metadata, now, prepare, resolve_onnx
+from certkit.smoothers import build_smoother, describe_smoother
+from certkit.workflows.certify import CertifyJob, CertifyOutcome, Progress, _Silent, certify_packed, default_output, metadata, now, prepare, resolve_onnx
 
 PREDICT_METHOD = "cohen-predict"
 
