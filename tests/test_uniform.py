@@ -167,3 +167,15 @@ def test_finetuning_for_uniform_noise_records_it_and_names_the_smoother(tiny_mod
     spec = read_weights(tmp_path / "run" / "weights.safetensors").input_spec
     assert (spec.noise, spec.sigma) == ("uniform", 0.25)
     assert "certkit certify --model tiny-cnn --sigma 0.25 --smoother uniform --checkpoint" in " ".join(result.output.split())
+
+
+def test_the_shipped_uniform_model_is_found_for_the_uniform_smoother():
+    from certkit.models import load_classifier
+
+    uniform = load_classifier("vit-mini", 0.25, noise="uniform")
+    assert uniform.checkpoint.name == "vit-mini-uniform-sigma0.25.safetensors"
+    assert (uniform.spec.noise, uniform.spec.sigma) == ("uniform", 0.25)
+    gaussian = load_classifier("vit-mini", 0.25)
+    assert gaussian.checkpoint.name == "vit-mini-sigma0.25.safetensors" and gaussian.spec.noise in (None, "gaussian")
+    fallback = load_classifier("vit-mini", 0.5, noise="uniform")  # no uniform weights at 0.5: the Gaussian ones
+    assert fallback.checkpoint.name == "vit-mini-sigma0.5.safetensors"
