@@ -12,8 +12,8 @@ from rich.console import Console
 from certkit.cli import options as opt
 from certkit.cli.progress import ImageProgress
 from certkit.config import load_settings
-from certkit.results.metrics import certified_accuracy, default_radius_grid, fine_radius_grid, parse_radii
-from certkit.results.plot import plot_certified_accuracy
+from certkit.results.metrics import default_radius_grid, parse_radii
+from certkit.results.plot import curves_for, plot_certified_accuracy
 from certkit.results.report import build_report, render_table, write_csv, write_markdown
 from certkit.workflows.compare import Comparison, parse_entry, run_compare
 
@@ -39,6 +39,8 @@ def compare(
     radii: Annotated[Optional[str], typer.Option("--radii", help='Radii for the table: "0,0.5,1" or "0:2:0.25" (stop included).', show_default=False)] = None,
     allow_mismatch: Annotated[bool, typer.Option("--allow-mismatch", help="Compare results made with other settings or on other images anyway; the table marks them.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Certify model entries again instead of resuming or reusing their results.")] = False,
+    smoother: opt.Smoother = None,
+    smoother_option: opt.SmootherOption = [],  # noqa: B006
     config_file: opt.ConfigFile = None,
 ) -> None:
     """Compare methods (any plugins' models, or existing results files) on identical images,
@@ -54,10 +56,13 @@ def compare(
     }
     settings, _ = load_settings(config_file, overrides)  # validates the flags like certify does
     c = settings.certify
-    given = {"sigma": sigma, "data": data, "data_path": data_path, "split": split, "n0": n0, "n": n, "alpha": alpha, "seed": seed, "skip": skip, "max": max_images}
+    given = {
+        "sigma": sigma, "data": data, "data_path": data_path, "split": split, "n0": n0, "n": n, "alpha": alpha, "seed": seed, "skip": skip, "max": max_images,
+        "smoother": smoother, "smoother_options": opt.parse_key_values(smoother_option, "--smoother-option", "key=0.5") or None,
+    }
     config = {
         "sigma": c.sigma, "data": c.data, "split": c.split, "n0": c.n0, "n": c.n, "alpha": c.alpha, "seed": settings.seed,
-        "skip": c.skip, "max": c.max, "certifier": c.certifier, "smoother": c.smoother,
+        "skip": c.skip, "max": c.max, "certifier": c.certifier, "smoother": c.smoother, "smoother_options": {},
         "radii": tuple(requested if requested is not None else settings.report.radii),  # where certify.certifier: sequential stops
     }
     parsed = [parse_entry(text) for text in entries]
@@ -78,22 +83,23 @@ def _print_and_write(comparison: Comparison, requested: list[float] | None, name
     grid, rows = build_report(results, requested if requested is not None else default_radius_grid(results), labels=labels)
     rows = [replace(row, note="; ".join(m.differences)) for row, m in zip(rows, methods)]
     s = comparison.settings
-    title = f"Certified accuracy (%) at L2 radius, {s.describe()}"
     for method in methods:
         source = method.entry.results if method.origin == "file" else method.results.path
-        console.print(f"{method.label}: {method.origin} {source}")
-    console.print(render_table(grid, rows, width=console.width, compare=True, title=title))
+        why = " (same model, weights and settings: not certified again)" if method.origin == "reused" else ""
+        console.print(f"{method.label}: {method.origin} {source}{why}", markup=False, highlight=False)
+        for note in method.results.notes:
+            console.print(f"note: {note}", style="yellow", markup=False)
+    # One table per norm (an --allow-mismatch comparison across norms never shares a column).
+    console.print(render_table(grid, rows, width=console.width, compare=True, context=s.describe()))
     for note in comparison.notes:
-        console.print(f"[yellow]note: {note}[/yellow]")
+        console.print(f"note: {note}", style="yellow", markup=False)
     if any(m.differences for m in methods):
-        console.print(f"[yellow]{MISMATCH_MARK.strip()} made with other settings than the comparison's ({s.describe()}); see the 'differs' column.[/yellow]")
+        console.print(f"{MISMATCH_MARK.strip()} made with other settings than the comparison's ({s.describe()}); see the 'differs' column.", style="yellow", markup=False)
 
-    fine = fine_radius_grid(results)
-    curves = [(label, fine, certified_accuracy(result, fine)) for label, result in zip(labels, results)]
     target = comparison.out_dir
     target.mkdir(parents=True, exist_ok=True)
     outputs = [target / f"{name}.md", target / f"{name}.csv", target / f"{name}.png"]
-    write_markdown(outputs[0], grid, rows, compare=True, title=title)
+    write_markdown(outputs[0], grid, rows, compare=True, context=s.describe())
     write_csv(outputs[1], grid, rows, compare=True)
-    plot_certified_accuracy(outputs[2], curves, title=f"{s.data}, σ={s.sigma:g}, N={s.n:,}, α={s.alpha:g}, {comparison.common_images} images")
-    console.print("Wrote " + ", ".join(str(path) for path in outputs))
+    plot_certified_accuracy(outputs[2], curves_for(results, labels), title=f"{s.data}, σ={s.sigma:g}, N={s.n:,}, α={s.alpha:g}, {comparison.common_images} images")
+    console.print("Wrote " + ", ".join(str(path) for path in outputs), markup=False)

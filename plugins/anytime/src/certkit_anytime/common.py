@@ -4,7 +4,6 @@ a radius, and certificates that carry the smoother's norm."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import fields
 from typing import Any
 
 from certkit import Certificate, CertkitError, Smoother
@@ -60,13 +59,9 @@ def probability_for(smoother: Smoother, radius: float) -> float:
     return high
 
 
-_HAS_NORM = "norm" in {f.name for f in fields(Certificate)}
-
-
 def certificate(smoother: Smoother, prediction: int, radius: float, p_lower: float, samples: int, n: int, count: int, selection_count: int) -> Certificate:
     """A certificate in the norm of the smoother's radius (L2 for a smoother that names none)."""
-    extra = {"norm": getattr(smoother, "norm", "l2")} if _HAS_NORM else {}
-    return Certificate(prediction, radius, p_lower, samples, n, count, selection_count, **extra)
+    return Certificate(prediction, radius, p_lower, samples, n, count, selection_count, norm=getattr(smoother, "norm", "l2"))
 
 
 def drive(process: CertifyProcess, sample: CountSampler) -> Certificate:
