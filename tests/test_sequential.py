@@ -221,3 +221,20 @@ def test_cli_sequential_records_samples_per_image(tiny_model, tmp_path, monkeypa
     # A different grid is a different run: resuming into the file is refused.
     again = CliRunner().invoke(build_app(), [*common[:-2], "--radii", "0,1", "--certifier", "sequential", *looks, "--out", "s.tsv"])
     assert again.exit_code == 2 and "different configuration" in again.stderr
+
+
+@pytest.mark.parametrize("name,extra", [("sequential", {"radii": [0.0, 0.25, 0.5]}), ("horvath", {"radius": 0.25, "steps": "100,1000"}), ("cs-union", {"radius": 0.25}), ("cs-betting", {"radius": 0.25})])
+def test_certifiers_work_with_any_smoother_that_declares_its_radius(name, extra):
+    """With the uniform smoother (L1: R = 2 lam (p - 1/2)) the thresholds come from its radius,
+    and certificates carry its norm."""
+    from certkit import plugins
+    from certkit.smoothers import build_smoother
+
+    smoother = build_smoother("uniform", 0.5)
+    assert grid_thresholds([0.0, 0.25], smoother.radius, 1.0) == pytest.approx([0.5, 0.5 + 0.25 / (2 * smoother.half_width)], abs=1e-12)
+    certifier = plugins.get("certifiers", name).obj()
+    s = CertifySettings(100, 5000, 0.001, extra)
+    certifier.check(s)
+    certifier.check_reach(smoother, s)
+    certs = certify_many(certifier, smoother, s, two_classes(0.95), 5, seed=0)
+    assert all(c.prediction == 0 and c.norm == "l1" and c.radius >= 0.25 for c in certs)
