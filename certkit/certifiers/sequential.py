@@ -37,6 +37,10 @@ from certkit.stats import clopper_pearson_lower
 
 DEFAULT_BOUND = "cp"
 DEFAULT_FINAL_SHARE = 0.5  # share of alpha for the Clopper-Pearson lower bound at the last look (N samples)
+# The upper bounds' level is not a validity level, so it does not follow --alpha: it bounds, per
+# look, the chance of stopping below a grid radius the image would reach. 1% per look measured
+# the same certified accuracy as CERTIFY at N = 100,000 (docs/sequential.md, replay benchmark).
+DEFAULT_STOP_ALPHA = 0.01
 OPTIONS = ("bound", "first", "growth", "final_share", "stop_alpha")
 _EXAMPLE = "Pass e.g. -O bound=betting -O final_share=0.5 (or fixed looks: -O first=1000 -O growth=2)."
 
@@ -47,7 +51,7 @@ class SequentialOptions:
     first: int | None  # fixed looks when set (with growth); chosen per image when None
     growth: float | None
     final_share: float
-    stop_alpha: float | None  # None: alpha
+    stop_alpha: float
 
 
 def radius_threshold(radius_of: Callable[[float], float], radius: float) -> float:
@@ -79,7 +83,7 @@ class SequentialCertifier:
     Clopper-Pearson at every look, alpha split by the union bound; ``betting``: one betting
     confidence sequence for the early looks), ``final_share`` (share of alpha for the lower
     bound at N, default 0.5), ``stop_alpha`` (level of the upper bounds that decide when to stop,
-    default alpha, charged to nothing), ``first`` and ``growth`` (fixed looks; by default they are
+    default 0.01 per look, charged to nothing), ``first`` and ``growth`` (fixed looks; by default they are
     chosen per image to minimise the expected samples). The grid is ``--radii``.
 
     With probability at least 1 - alpha, a returned class is the smoothed classifier's
@@ -131,10 +135,10 @@ class SequentialCertifier:
             first = int(extra["first"]) if "first" in extra else None
             growth = float(extra["growth"]) if "growth" in extra else None
             final_share = float(extra.get("final_share", DEFAULT_FINAL_SHARE))
-            stop_alpha = float(extra["stop_alpha"]) if "stop_alpha" in extra else None
+            stop_alpha = float(extra.get("stop_alpha", DEFAULT_STOP_ALPHA))
         except (TypeError, ValueError) as exc:
             raise CertkitError(f"bad option of certifier 'sequential': {exc}.", _EXAMPLE) from None
-        if (first is not None and first < 1) or (growth is not None and growth <= 1) or not 0 < final_share <= 1 or (stop_alpha is not None and not 0 < stop_alpha < 1):
+        if (first is not None and first < 1) or (growth is not None and growth <= 1) or not 0 < final_share <= 1 or not 0 < stop_alpha < 1:
             given = ", ".join(f"{key}={extra[key]}" for key in OPTIONS if key in extra and key != "bound")
             raise CertkitError(f"sequential needs first >= 1, growth > 1, 0 < final_share <= 1 and 0 < stop_alpha < 1; got {given}.", _EXAMPLE)
         return SequentialOptions(bound, first, growth, final_share, stop_alpha)
@@ -148,17 +152,13 @@ class SequentialCertifier:
             grid = grid_thresholds(radii, smoother.radius, reachable)
             chooser = None
             if options.first is None:
-                chooser = ScheduleChooser(settings.n, settings.alpha, grid, options.final_share, self._stop_alpha(settings, options), options.bound)
+                chooser = ScheduleChooser(settings.n, settings.alpha, grid, options.final_share, options.stop_alpha, options.bound)
             self._runs[key] = (smoother, grid, chooser)  # holding the smoother keeps its id unique
         return self._runs[key][1:]
 
-    @staticmethod
-    def _stop_alpha(settings: CertifySettings, options: SequentialOptions) -> float:
-        return settings.alpha if options.stop_alpha is None else options.stop_alpha
-
     def plan(self, settings: CertifySettings, options: SequentialOptions, chooser: ScheduleChooser | None, k0: int) -> SequentialPlan:
         if chooser is None:
-            return make_plan(settings.n, settings.alpha, options.first, options.growth, options.final_share, self._stop_alpha(settings, options), options.bound)
+            return make_plan(settings.n, settings.alpha, options.first, options.growth, options.final_share, options.stop_alpha, options.bound)
         return chooser.choose(settings.n0, k0)
 
     def certify(self, sample: CountSampler, smoother: Smoother, settings: CertifySettings) -> Certificate:
