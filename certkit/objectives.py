@@ -25,6 +25,9 @@ class NoisyCrossEntropy:
     over all copies plus, when consistency is on,
     ``consistency_lambda * mean_i KL(avg_softmax || softmax_i) + consistency_eta * H(avg_softmax)``.
 
+    ``sigma=0`` trains on clean images (plain cross-entropy, consistency refused): the
+    off-the-shelf classifier that denoised smoothing puts behind a denoiser.
+
     The defaults are the fine-tuning recipe of DMAE (and of ``certkit finetune``): consistency
     with lambda 2, eta 0.5 (0.1 at sigma >= 1), 2 copies, label smoothing 0.1. Cohen et al.'s
     plain Gaussian augmentation is ``consistency_lambda=0, consistency_eta=0,
@@ -40,8 +43,11 @@ class NoisyCrossEntropy:
     name: str = "noisy-ce"
 
     def __post_init__(self) -> None:
-        if not self.sigma > 0:
-            raise CertkitError(f"sigma must be > 0, got {self.sigma}.", "Pass e.g. --sigma 0.25.")
+        if not self.sigma >= 0:
+            raise CertkitError(f"sigma must be >= 0, got {self.sigma}.", "Pass e.g. --sigma 0.25 (or --sigma 0 for a classifier of clean images).")
+        if self.sigma == 0 and self.consistency_lambda > 0:
+            # Without noise the copies are identical: consistency would only add the entropy term.
+            raise CertkitError("consistency regularization needs noise, and sigma is 0.", "Pass --no-consistency to train on clean images.")
         if self.consistency_eta is None:
             self.consistency_eta = 0.1 if self.sigma >= 1.0 else 0.5
         if self.copies is None:
