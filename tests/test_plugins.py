@@ -106,3 +106,23 @@ def test_plugins_command_lists_versions_and_components():
     assert result.exit_code == 0
     for text in ("certkit.builtins", "dmae", "0.1.0", "model: vit-l", "certifier: cohen", "dataset: fashion-mnist-mini", "command: certify"):
         assert text in result.output
+
+
+class _BrokenSmootherPlugin:
+    @hookimpl
+    def certkit_register_smoothers(self, register) -> None:
+        raise ImportError("No module named 'scipy_special_l1'\nsecond line that must not show")
+
+
+def test_unknown_name_names_the_plugins_that_failed_to_load():
+    host = plugins.host()
+    host.register_plugin(_BrokenSmootherPlugin(), name="uniform-l1-plugin")
+    try:
+        with pytest.raises(PluginError) as error:
+            plugins.get("smoothers", "uniform-l1")
+    finally:
+        host.unregister_plugin("uniform-l1-plugin")
+    message = str(error.value)
+    assert "unknown smoother 'uniform-l1'" in message and "Known smoothers: gaussian, uniform." in message
+    assert "uniform-l1-plugin (certkit_register_smoothers failed: ImportError: No module named 'scipy_special_l1')" in message
+    assert "second line" not in message and "\n" not in message

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from certkit.cli import options as opt
 from certkit.cli.train_progress import EpochProgress
+from certkit.checkpoints import read_weights
 from certkit.config import load_settings
 from certkit.errors import CertkitError
 from certkit.training import TrainSettings
@@ -143,7 +144,8 @@ def finetune(
     console = Console()
     with EpochProgress(console) as progress:
         outcome = run_finetune(model, DataRequest(data, data_path, split, max_images, augment), settings, options, config.datasets, progress)
-    console.print(f"weights: {outcome.weights}\ncertify them: certkit certify --model {model} --sigma {sigma:g} --checkpoint {outcome.weights}")
+    smoother = read_weights(outcome.weights).input_spec.noise or "gaussian"
+    console.print(f"weights: {outcome.weights}\ncertify them: certkit certify --model {model} --sigma {sigma:g} --smoother {smoother} --checkpoint {outcome.weights}")
 
 
 def _objective_options(options: dict, consistency: bool | None, lbd: float | None, eta: float | None, label_smoothing: float | None) -> dict:

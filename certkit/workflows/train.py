@@ -149,7 +149,8 @@ def run_finetune(model: str, data: DataRequest, settings: TrainSettings, options
             param.requires_grad = name.startswith("head")
     dataset, info = _training_data(data, configured_datasets, net.input_spec)
     names = info.class_names if len(info.class_names) == net.input_spec.num_classes else net.input_spec.class_names
-    net.input_spec = replace(net.input_spec, sigma=options.sigma, class_names=names)
+    # What the weights are for: certify warns when it smooths with other noise (C4).
+    net.input_spec = replace(net.input_spec, sigma=options.sigma, class_names=names, noise=getattr(objective_obj, "smoother", None))
     task = NoisyClassificationTask(
         net, component.name, objective_obj, objective.name, options.objective_options, layer_decay=options.layer_decay, model_options=structural,
     )
