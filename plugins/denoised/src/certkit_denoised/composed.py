@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from certkit import InputSpec
+from certkit import InputSpec, LoadedClassifier
 
 from certkit_denoised.parts import check_fit, load_denoiser, load_part_classifier
 
@@ -55,13 +55,14 @@ def denoised_classifier(
     loaded = load_part_classifier(classifier, classifier_checkpoint, classifier_sigma)
     part = load_denoiser(denoiser, checkpoint, float(sigma), bool(clip))
     check_fit(part, loaded.name, loaded.spec)
-    # The composed model serves the denoiser's sigma: the certification sigma for a diffusion
-    # model, the training sigma of a feed-forward one (so certify warns at another sigma).
+    # The composed model serves the denoiser's sigma and noise: the certification sigma for a
+    # diffusion model, the training sigma of a feed-forward one (so certify warns at another
+    # sigma), and Gaussian noise (so certify warns under another smoother).
     serves = part.trained_sigma if part.trained_sigma is not None else float(sigma)
-    spec = replace(loaded.spec, sigma=serves)
+    spec = replace(loaded.spec, sigma=serves, noise="gaussian")
     parts = [part.part(), _classifier_part(loaded)]
     return DenoisedClassifier(part.module, loaded.model.eval(), spec, parts, part.note).eval()
 
 
-def _classifier_part(loaded) -> dict[str, str]:
+def _classifier_part(loaded: LoadedClassifier) -> dict[str, str]:
     return {"role": "classifier", "name": loaded.name, "checkpoint": str(loaded.checkpoint), "checkpoint_sha256": loaded.checkpoint_sha256}

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from certkit import InputSpec
+from certkit import InputSpec, LoadedClassifier
 
 from certkit_denoised.diffusion import DenoiserError, DiffusionModel, OneShotDenoiser, diffusers_dir_sha256, load_diffusers_dir, unet_mini
 from certkit_denoised.dncnn import dncnn_mini
@@ -122,22 +121,15 @@ def _diffusion_part(model: DiffusionModel, name: str, checkpoint: str, sha: str,
     return DenoiserPart(one_shot, name, checkpoint, sha, model.input_spec, None, f"one-shot denoising at {one_shot.choice.describe()}")
 
 
-def load_part_classifier(classifier: str | None = None, checkpoint: str | Path | None = None, sigma: float | None = None):
+def load_part_classifier(classifier: str | None = None, checkpoint: str | Path | None = None, sigma: float | None = None) -> LoadedClassifier:
     """The classifier part (a ``certkit.LoadedClassifier``): ``classifier`` with ``checkpoint``,
     else its checkpoint for ``sigma``; by default the shipped clean vit-mini (sigma 0)."""
-    load_classifier = _load_classifier()
+    from certkit import load_classifier
+
     name = classifier or DEFAULT_CLASSIFIER
     if checkpoint is None and sigma is None and name == DEFAULT_CLASSIFIER:
         checkpoint = CLEAN_CLASSIFIER
     return load_classifier(name, sigma=0.0 if sigma is None else float(sigma), checkpoint=None if checkpoint is None else Path(checkpoint).expanduser())
-
-
-def _load_classifier():
-    try:
-        from certkit import load_classifier  # contract C3: the public loader
-    except ImportError:  # certkit before C3 landed
-        from certkit.models import load_classifier
-    return load_classifier
 
 
 def check_fit(part: DenoiserPart, classifier_name: str, spec: InputSpec) -> None:
@@ -149,10 +141,3 @@ def check_fit(part: DenoiserPart, classifier_name: str, spec: InputSpec) -> None
             f"denoiser {part.checkpoint} works on {'x'.join(map(str, have))} images but classifier '{classifier_name}' takes {'x'.join(map(str, want))}.",
             "Use a denoiser trained for the classifier's images (same size and channels).",
         )
-
-
-def sample_denoise(part: DenoiserPart, images: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
-    """Denoise ``images + sigma * noise`` (a helper for tests and tools)."""
-    noisy = images + sigma * torch.randn(images.shape, generator=generator, dtype=images.dtype)
-    with torch.no_grad():
-        return part.module(noisy)
