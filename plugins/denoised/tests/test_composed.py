@@ -63,6 +63,7 @@ def test_the_composition_certifies_and_its_sidecar_names_both_parts(parts, tmp_p
     assert roles["denoiser"]["name"] == "diffusers:ddpm" and roles["denoiser"]["checkpoint"] == str(denoiser)
     assert roles["classifier"]["name"] == "vit-mini" and roles["classifier"]["checkpoint_sha256"] == sha256_of(classifier)
     assert len(roles["denoiser"]["checkpoint_sha256"]) == 64
+    assert (roles["denoiser"]["timestep"], roles["denoiser"]["effective_sigma"]) == (258, pytest.approx(0.49976, abs=1e-5))
     assert meta["input_spec"]["sigma"] == 0.5 and meta["input_spec"]["image_size"] == [28, 28]
 
 

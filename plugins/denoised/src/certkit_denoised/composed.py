@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,7 +26,7 @@ class DenoisedClassifier(nn.Module):
     ``[B, C, H, W]``; output: logits ``[B, K]``. Carries the classifier's input spec, with the
     sigma the denoiser serves."""
 
-    def __init__(self, denoiser: nn.Module, classifier: nn.Module, spec: InputSpec, parts: list[dict[str, str]], note: str = "") -> None:
+    def __init__(self, denoiser: nn.Module, classifier: nn.Module, spec: InputSpec, parts: list[dict[str, Any]], note: str = "") -> None:
         super().__init__()
         self.denoiser = denoiser
         self.classifier = classifier

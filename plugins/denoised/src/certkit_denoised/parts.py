@@ -40,8 +40,16 @@ class DenoiserPart:
     trained_sigma: float | None  # a feed-forward denoiser's training sigma; None: any sigma (diffusion)
     note: str = ""
 
-    def part(self) -> dict[str, str]:
-        return {"role": "denoiser", "name": self.name, "checkpoint": self.checkpoint, "checkpoint_sha256": self.checkpoint_sha256}
+    def part(self) -> dict[str, Any]:
+        """The denoiser as results metadata name it (``parts``); a one-shot diffusion denoiser adds
+        its timestep t* and t*'s effective sigma, the residual mismatch of a discrete schedule."""
+        part: dict[str, Any] = {"role": "denoiser", "name": self.name, "checkpoint": self.checkpoint, "checkpoint_sha256": self.checkpoint_sha256}
+        choice = getattr(self.module, "choice", None)
+        if choice is not None:
+            part.update(timestep=choice.timestep, effective_sigma=round(choice.effective_sigma, 6))
+        elif self.trained_sigma is not None:
+            part["trained_sigma"] = self.trained_sigma
+        return part
 
 
 def shipped_dncnn() -> dict[float, Path]:
