@@ -20,7 +20,7 @@ from certkit.errors import CertkitError
 from certkit.fileio import safe_name
 from certkit.interfaces import CertifyProcess, CertifySettings, CountSampler, InputSpec, Smoother
 from certkit.models import load_classifier
-from certkit.smoothers import build_smoother, smoother_options
+from certkit.smoothers import build_smoother, describe_smoother, smoother_options, training_mismatch
 from certkit.results.parts import completed_indices, merge_parts, part_files, part_path, remove_parts, update_metadata
 from certkit.results.writer import ResultsWriter, format_row
 from certkit.sampling import MonteCarloSampler
@@ -224,17 +224,6 @@ def prepare(job: CertifyJob, configured_datasets: Mapping[str, Any], configured_
     return Prepared(replace(job, batch=batch), choice, dataset, indices, source, engine, details)
 
 
-def training_mismatch(spec: InputSpec, trained_sigma: float | None, smoother: Smoother) -> str | None:
-    """One line when the model was trained for other noise than ``smoother`` draws, else None.
-    A model that records no noise kind (older weights) is taken as Gaussian-trained."""
-    trained_noise = spec.noise or "gaussian"
-    other_sigma = trained_sigma is not None and abs(trained_sigma - smoother.sigma) > 1e-9
-    if trained_noise == smoother.name and not other_sigma:
-        return None
-    trained = f"{trained_noise} noise" + (f" at sigma {trained_sigma:g}" if trained_sigma is not None else "")
-    return f"warning: the model was trained for {trained}; certifying with {smoother.name} noise at sigma {smoother.sigma:g}"
-
-
 def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configured_checkpoints: Mapping[float, Path] | None = None, progress: Progress | None = None) -> CertifyOutcome:
     """Certify every selected image not already in the results file. All checks that can fail
     on user input run before the results file is touched."""
@@ -331,15 +320,6 @@ def certify_one_by_one(sampler: MonteCarloSampler, dataset: Any, todo: list[int]
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def describe_smoother(smoother: Smoother) -> str:
-    """"σ=0.25" for the Gaussian smoother, "uniform σ=0.25 (l1)" for others: a run is never
-    described like a Gaussian one when it is not."""
-    if smoother.name == "gaussian" and smoother.norm == "l2" and not smoother_options(smoother):
-        return f"σ={smoother.sigma:g}"
-    options = "".join(f" {key}={value}" for key, value in sorted(smoother_options(smoother).items()))
-    return f"{smoother.name}{options} σ={smoother.sigma:g} ({smoother.norm})"
 
 
 def metadata(job: CertifyJob, run: Prepared, smoother: Smoother, kind: str, certifier_options: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from typing import Any
 from certkit.certifiers.cohen import check_predict, predict_process
 from certkit.results.writer import ResultsWriter
 from certkit.sampling import MonteCarloSampler
-from certkit.smoothers import build_smoother
-from certkit.workflows.certify import CertifyJob, CertifyOutcome, Progress, _Silent, certify_packed, default_output, describe_smoother, metadata, now, prepare, resolve_onnx
+from certkit.smoothers import build_smoother, describe_smoother
+from certkit.workflows.certify import CertifyJob, CertifyOutcome, Progress, _Silent, certify_packed, default_output, metadata, now, prepare, resolve_onnx
 
 PREDICT_COLUMNS = ("idx", "label", "predict", "correct", "time", "n", "count_top", "count_second", "p_value")
 PREDICT_METHOD = "cohen-predict"
