@@ -13,8 +13,8 @@ runs="${1:-runs/denoised}"
 certkit finetune --model vit-mini --sigma 0 --no-consistency --epochs 20 --batch 128 --blr 1e-3 \
   --warmup-epochs 2 --drop-path 0.1 --save-every 10 --seed 0 --out-dir "$runs/vit-mini-clean"
 # 2. The diffusion denoiser: DDPM noise prediction at uniform timesteps.
-certkit pretrain ddpm --model unet-mini --epochs 12 --batch 128 --blr 2e-3 --weight-decay 0 \
-  --warmup-epochs 1 --save-every 4 --seed 0 --out-dir "$runs/ddpm-unet-mini"
+certkit pretrain ddpm --model unet-mini --epochs 4 --batch 128 --blr 2e-3 --weight-decay 0 \
+  --warmup-epochs 1 --save-every 2 --seed 0 --out-dir "$runs/ddpm-unet-mini"
 # 3. Salman et al.'s denoisers, one per sigma, MSE objective.
 for sigma in 0.5 0.25 1.0; do
   certkit pretrain denoise-mse --model dncnn-mini --sigma "$sigma" --epochs 8 --batch 128 --blr 2e-3 \
