@@ -92,6 +92,7 @@ BAD_INPUT = [
     ("sigma no timestep serves", lambda d, c, t: ["--sigma", "100", *options(d, c)], "no timestep of the denoiser's schedule is within 10% of noise level sigma 100"),
     ("pretraining model as classifier", lambda d, c, t: ["--sigma", "0.5", "-M", f"denoiser={d}", "-M", "classifier=mae-vit-mini"], "model 'mae-vit-mini' is a pretraining"),
     ("a denoiser as classifier", lambda d, c, t: ["--sigma", "0.5", "-M", f"denoiser={d}", "-M", "classifier=unet-mini"], "model 'unet-mini' is a pretraining"),
+    ("a denoised model as classifier", lambda d, c, t: ["--sigma", "0.5", "-M", f"denoiser={d}", "-M", "classifier=denoised"], "-M classifier=denoised would put a denoised model behind a denoiser"),
     ("a classifier file as denoiser", lambda d, c, t: ["--sigma", "0.5", *options(c, c)], "holds a 'vit-mini' model, not a denoiser"),
 ]
 

@@ -135,6 +135,8 @@ def load_part_classifier(classifier: str | None = None, checkpoint: str | Path |
     from certkit import load_classifier
 
     name = classifier or DEFAULT_CLASSIFIER
+    if name == "denoised":
+        raise DenoiserError("-M classifier=denoised would put a denoised model behind a denoiser.", "Pass the classifier itself, e.g. -M classifier=vit-mini.")
     if checkpoint is None and sigma is None and name == DEFAULT_CLASSIFIER:
         checkpoint = CLEAN_CLASSIFIER
     return load_classifier(name, sigma=0.0 if sigma is None else float(sigma), checkpoint=None if checkpoint is None else Path(checkpoint).expanduser())
