@@ -188,8 +188,8 @@ def test_options_are_checked():
     assert "bound, first, growth, final_share, stop_alpha" in error.value.fix
     with pytest.raises(CertkitError, match="growth > 1"):
         SequentialCertifier().check(settings(first=20, growth=1))
-    with pytest.raises(CertkitError, match="together"):
-        SequentialCertifier().check(settings(first=20))
+    one = SequentialCertifier()._options(settings(first=20))  # fixed looks; growth keeps 2
+    assert (one.first, one.growth) == (20, 2.0) and SequentialCertifier()._options(settings()).first is None
     with pytest.raises(CertkitError, match="not one of cp, betting"):
         SequentialCertifier().check(settings(bound="hoeffding"))
     with pytest.raises(CertkitError, match="takes no options"):

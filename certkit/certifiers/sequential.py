@@ -36,6 +36,7 @@ from certkit.sampling import drive
 from certkit.stats import clopper_pearson_lower
 
 DEFAULT_BOUND = "cp"
+FIXED_FIRST, FIXED_GROWTH = 1000, 2.0  # fixed looks when only one of first/growth is given
 DEFAULT_FINAL_SHARE = 0.5  # share of alpha for the Clopper-Pearson lower bound at the last look (N samples)
 # The upper bounds' level is not a validity level, so it does not follow --alpha: it bounds, per
 # look, the chance of stopping below a grid radius the image would reach. 1% per look measured
@@ -83,8 +84,8 @@ class SequentialCertifier:
     Clopper-Pearson at every look, alpha split by the union bound; ``betting``: one betting
     confidence sequence for the early looks), ``final_share`` (share of alpha for the lower
     bound at N, default 0.5), ``stop_alpha`` (level of the upper bounds that decide when to stop,
-    default 0.01 per look, charged to nothing), ``first`` and ``growth`` (fixed looks; by default they are
-    chosen per image to minimise the expected samples). The grid is ``--radii``.
+    default 0.01 per look, charged to nothing), ``first`` and ``growth`` (fixed looks, 1000 and 2 for the one
+    not given; by default the looks are chosen per image to minimise the expected samples). The grid is ``--radii``.
 
     With probability at least 1 - alpha, a returned class is the smoothed classifier's
     prediction at x, and it is constant within the returned radius.
@@ -129,11 +130,10 @@ class SequentialCertifier:
         bound = str(extra.get("bound", DEFAULT_BOUND))
         if bound not in BOUNDS:
             raise CertkitError(f"bound {bound!r} of certifier 'sequential' is not one of {', '.join(BOUNDS)}.", _EXAMPLE)
-        if ("first" in extra) != ("growth" in extra):
-            raise CertkitError("sequential takes first and growth together (fixed looks) or neither (looks chosen per image).", _EXAMPLE)
+        fixed = "first" in extra or "growth" in extra  # fixed looks; otherwise chosen per image
         try:
-            first = int(extra["first"]) if "first" in extra else None
-            growth = float(extra["growth"]) if "growth" in extra else None
+            first = int(extra.get("first", FIXED_FIRST)) if fixed else None
+            growth = float(extra.get("growth", FIXED_GROWTH)) if fixed else None
             final_share = float(extra.get("final_share", DEFAULT_FINAL_SHARE))
             stop_alpha = float(extra.get("stop_alpha", DEFAULT_STOP_ALPHA))
         except (TypeError, ValueError) as exc:
