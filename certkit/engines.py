@@ -33,7 +33,7 @@ AUTO_BATCH_LIMIT = 4096
 DEFAULT_CUDA_BATCH = 1000
 #: On a CPU: measured fastest (docs/engines.md, "Batch size on a CPU"). Bigger batches are not
 #: faster on a CPU: each op's output outgrows the core's cache, and its fresh pages fault in.
-DEFAULT_CPU_BATCH = 100
+DEFAULT_CPU_BATCH = 32
 
 
 class Engine(Protocol):
