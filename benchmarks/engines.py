@@ -102,6 +102,11 @@ def run_peers(options: argparse.Namespace) -> None:
         same = sum(a == b for a, b in zip(result["predictions"], ours["predictions"]))
         rounds = "/".join(f"{r['seconds']:.0f}" for r in runs[label])
         print(f"{label:<52}{result['seconds']:>8.1f}{rate:>11,.0f}{rate / (samples / art['seconds']):>12.2f}x{rounds:>18}{f'{same}/{options.images}':>18}")
+    # The load of a shared machine drifts during a run of minutes: the ratio within each round
+    # (runs minutes apart, not an hour) says more than ratios of bests taken from different rounds.
+    arts = [label for label, _ in PEERS if label.startswith("IBM ART")]
+    per_round = [min(runs[label][i]["seconds"] for label in arts) / runs[PEERS[0][0]][i]["seconds"] for i in range(options.rounds)]
+    print(f"certkit's default vs the faster ART run, round by round: {', '.join(f'{r:.2f}x' for r in per_round)} (median {statistics.median(per_round):.2f}x)")
 
 
 def main() -> None:
