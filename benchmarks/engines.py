@@ -14,12 +14,25 @@ and with ``--compile`` also under ``torch.compile``.
 
     python benchmarks/engines.py [--model vit-mini --sigma 0.25 --n 1000 --images 4 --batch 1000 --rounds 3 --device auto --compile]
     python benchmarks/engines.py --model vit-b --checkpoint random --n 1000 --batch 250   # a paper-sized model, random weights
+
+With ``--peers``, whole certification runs instead (CPU): certkit as ``certkit certify`` runs by
+default, against IBM ART's ``PyTorchRandomizedSmoothing.certify`` and Cohen et al.'s reference
+``Smooth`` loop (re-implemented in benchmarks/peers.py), same model, images, N0, N and alpha, each
+run in a fresh process, the methods interleaved round by round, best of ``--rounds`` (default 2):
+
+    python benchmarks/engines.py --peers [--images 20 --n0 100 --n 10000 --threads 1 --rounds 2]
+
+ART is a benchmark-only dependency: ``pip install -e '.[bench]'``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -44,6 +57,58 @@ def _rate(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
+#: --peers: (label, arguments of benchmarks/peers.py). The first is the one the others are compared with.
+PEERS = [
+    ("certkit certify, defaults (engine auto, batch auto)", ["certkit"]),
+    ("certkit, torch engine, batch 1000 (old defaults)", ["certkit", "--engine", "torch", "--batch", "1000"]),
+    ("IBM ART certify, batch 32 (its default)", ["art", "--batch", "32"]),
+    ("IBM ART certify, batch 1000", ["art", "--batch", "1000"]),
+    ("Cohen et al. Smooth loop, batch 1000 (its default)", ["smooth", "--batch", "1000"]),
+]
+
+
+def run_peers(options: argparse.Namespace) -> None:
+    """Whole certification runs, one fresh process each, interleaved, best of ``options.rounds``."""
+    work = Path(tempfile.mkdtemp(prefix="certkit-peers-"))
+    env = {**os.environ, "OMP_NUM_THREADS": str(options.threads), "MKL_NUM_THREADS": str(options.threads), "PYTHONWARNINGS": "ignore"}
+    common = ["--model", options.model, "--sigma", str(options.sigma), "--images", str(options.images), "--n0", str(options.n0), "--n", str(options.n), "--work", str(work)]
+    runs: dict[str, list[dict]] = {label: [] for label, _ in PEERS}
+    loads = []
+    for round_number in range(options.rounds):
+        order = PEERS[round_number % len(PEERS) :] + PEERS[: round_number % len(PEERS)]  # rotate who goes first
+        for label, arguments in order:
+            loads.append(os.getloadavg()[0])
+            began = time.perf_counter()
+            done = subprocess.run([sys.executable, str(Path(__file__).with_name("peers.py")), *arguments, *common], capture_output=True, text=True, env=env)
+            process_seconds = time.perf_counter() - began
+            if done.returncode != 0:
+                raise SystemExit(f"{label} failed:\n{done.stderr[-2000:]}")
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            result["process_seconds"] = process_seconds
+            runs[label].append(result)
+            sampling = f", {result['sampling_seconds']:.1f} s of it sampling" if result.get("sampling_seconds") else ""
+            print(f"round {round_number + 1}: {label}: {result['seconds']:.1f} s{sampling} ({process_seconds:.1f} s with start-up), engine {result['engine']}, batch {result['batch']}", flush=True)
+    loads.append(os.getloadavg()[0])
+    best = {label: min(runs[label], key=lambda r: r["seconds"]) for label in runs}
+    samples = options.images * (options.n0 + options.n)
+    art = max((best[label] for label in best if label.startswith("IBM ART")), key=lambda r: samples / r["seconds"])
+    ours = best[PEERS[0][0]]
+    print(f"\nmodel {options.model} sigma {options.sigma}, {options.images} images, N0 {options.n0}, N {options.n}, {options.threads} thread(s), "
+          f"best of {options.rounds} fresh processes per method, interleaved; load average (1 min) {min(loads):.1f}..{max(loads):.1f} on {os.cpu_count()} cores")
+    print(f"{'method':<52}{'best s':>8}{'samples/s':>11}{'vs best ART':>13}{'rounds (s)':>18}{'same predictions':>18}")
+    for label, _ in PEERS:
+        result = best[label]
+        rate = samples / result["seconds"]
+        same = sum(a == b for a, b in zip(result["predictions"], ours["predictions"]))
+        rounds = "/".join(f"{r['seconds']:.0f}" for r in runs[label])
+        print(f"{label:<52}{result['seconds']:>8.1f}{rate:>11,.0f}{rate / (samples / art['seconds']):>12.2f}x{rounds:>18}{f'{same}/{options.images}':>18}")
+    # The load of a shared machine drifts during a run of minutes: the ratio within each round
+    # (runs minutes apart, not an hour) says more than ratios of bests taken from different rounds.
+    arts = [label for label, _ in PEERS if label.startswith("IBM ART")]
+    per_round = [min(runs[label][i]["seconds"] for label in arts) / runs[PEERS[0][0]][i]["seconds"] for i in range(options.rounds)]
+    print(f"certkit's default vs the faster ART run, round by round: {', '.join(f'{r:.2f}x' for r in per_round)} (median {statistics.median(per_round):.2f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vit-mini")
@@ -56,7 +121,16 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-onnx", action="store_true", help="leave out (d); on CUDA it is left out anyway when onnxruntime has no CUDA provider")
     parser.add_argument("--compile", action="store_true", help="also measure (c) with torch.compile (its warm-up takes about a minute on a CPU)")
+    parser.add_argument("--peers", action="store_true", help="whole certification runs against IBM ART and Cohen's loop, fresh processes (CPU)")
+    parser.add_argument("--n0", type=int, default=100, help="--peers: selection samples")
+    parser.add_argument("--threads", type=int, default=1, help="--peers: OMP_NUM_THREADS of every run")
     options = parser.parse_args()
+    if options.peers:
+        if options.n == 1000 and options.images == 4:  # the in-process defaults; --peers has the issue's own
+            options.n, options.images = 10_000, 20
+        options.rounds = 2 if options.rounds == 3 else options.rounds
+        run_peers(options)
+        return
 
     from certkit import plugins
     from certkit.engines import TorchEngine, resolve_device

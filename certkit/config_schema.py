@@ -32,11 +32,11 @@ class CertifyDefaults:
     split: str | None = None  # None = the dataset's default split
     certifier: str = "cohen"
     smoother: str = "gaussian"
-    engine: str = "torch"
+    engine: str = "auto"  # onnx on a CPU (exported once, cached), torch on CUDA: certkit.auto_engine
     n0: int = 100
     n: int = 10_000
     alpha: float = 0.001
-    batch: int = 1000
+    batch: int | None = None  # None = the engine's default: certkit.engines.default_batch_size
     skip: int = 1
     max: int | None = None  # None = every selected image
 
@@ -161,11 +161,11 @@ SCHEMA: dict[str, Leaf | dict[str, Leaf]] = {
         "split": Leaf("str", nullable=True, example="test"),
         "certifier": Leaf("str", check=_name, example="cohen"),
         "smoother": Leaf("str", check=_name, example="gaussian"),
-        "engine": Leaf("str", check=_name, example="torch"),
+        "engine": Leaf("str", check=_name, example="auto"),
         "n0": Leaf("int", check=_at_least_one, example="100"),
         "n": Leaf("int", check=_at_least_one, example="10000"),
         "alpha": Leaf("float", check=_probability, example="0.001"),
-        "batch": Leaf("int", check=_at_least_one, example="1000"),
+        "batch": Leaf("int", nullable=True, check=_at_least_one, example="1000"),
         "skip": Leaf("int", check=_at_least_one, example="1"),
         "max": Leaf("int", nullable=True, check=_at_least_one, example="500"),
     },

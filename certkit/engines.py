@@ -29,6 +29,12 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: Largest batch :func:`auto_batch_size` tries when asked to fill memory.
 AUTO_BATCH_LIMIT = 4096
 
+#: The batch when none is asked for: on CUDA, the largest up to this that fits (auto_batch_size).
+DEFAULT_CUDA_BATCH = 1000
+#: On a CPU: measured fastest (docs/engines.md, "Batch size on a CPU"). Bigger batches are not
+#: faster on a CPU: each op's output outgrows the core's cache, and its fresh pages fault in.
+DEFAULT_CPU_BATCH = 32
+
 
 class Engine(Protocol):
     """What :class:`certkit.sampling.MonteCarloSampler` needs from an engine."""
@@ -88,6 +94,12 @@ class TorchEngine:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "device": str(self.device), "precision": self.precision, "channels_last": self.channels_last, "compile": self.compiled}
+
+
+def default_batch_size(engine: Engine) -> int:
+    """The batch size when the user asks for none: :data:`DEFAULT_CPU_BATCH` on a CPU,
+    :data:`DEFAULT_CUDA_BATCH` elsewhere. Results do not depend on it (see :mod:`certkit.sampling`)."""
+    return DEFAULT_CPU_BATCH if engine.device.type == "cpu" else DEFAULT_CUDA_BATCH
 
 
 def _is_out_of_memory(error: Exception) -> bool:

@@ -12,6 +12,19 @@ across processes, nor which other images share its batches: same seed, same coun
 (:data:`certkit.interfaces.CertifyProcess`) ask for samples when they need them, and batches are
 packed with samples of several images, so the engine sees full batches even when images stop
 at different times. Memory is bounded by the batch and the number of images in flight, never by N.
+
+Per-block cost. Each block needs its own seeded draw (torch has no call that draws from many
+generators at once, and reproducing torch's per-device RNG kernels in our own would tie results
+to torch internals), so the work around that draw is kept small:
+- a whole block that lands inside a batch is drawn straight into the batch rows, and the image is
+  added once per run of such rows, when the smoother offers ``draw_noise``/``add_noise`` (the
+  built-in ones do): one kernel per block instead of four (draw, scale, add, copy). The rows are
+  bit-identical to ``perturb``'s, which a check on the first image confirms (else ``perturb`` is
+  used, as for blocks split across batches);
+- votes are accumulated on the device with ``scatter_add_`` (``bincount`` on CUDA waits for the
+  GPU to size its output), and the per-row image slots travel host-to-device without waiting, so
+  on a GPU the host prepares the next batch while the current one runs. The only waits are the
+  one host copy of counts per finished request.
 """
 
 from __future__ import annotations
@@ -38,35 +51,67 @@ def stream_seed(seed: int, idx: int, stage: str, block: int) -> int:
 
 
 class NoiseStream:
-    """The noisy copies of one image in one stage, in stream order, a block at a time.
+    """The noisy copies of one image in one stage, in stream order.
 
-    A block is always drawn whole (NOISE_BLOCK rows), so row j of the stream is the same
-    however the stream is cut into requests and batches.
+    Block ``k`` (rows ``k * NOISE_BLOCK`` to ``(k + 1) * NOISE_BLOCK``) is always drawn whole from
+    a generator seeded by ``stream_seed(seed, idx, stage, k)``, so row j of the stream is the same
+    however the stream is cut into requests and batches. With ``direct``, a block that fits
+    whole into the rows being filled is drawn straight into them (see the module docstring).
     """
 
-    def __init__(self, image: torch.Tensor, idx: int, stage: str, seed: int, smoother: Smoother) -> None:
+    def __init__(self, image: torch.Tensor, idx: int, stage: str, seed: int, smoother: Smoother, direct: bool = False) -> None:
         self.image, self.idx, self.stage, self.seed, self.smoother = image, idx, stage, seed, smoother
+        self.direct = direct
         self.position = 0  # rows handed out so far
         self._block_number = -1
         self._block: torch.Tensor | None = None
         self._generator = torch.Generator(device=image.device)
 
-    def take(self, num: int) -> Iterator[torch.Tensor]:
-        """The next ``num`` rows, as slices of at most one block each."""
-        while num > 0:
+    def fill(self, out: torch.Tensor) -> None:
+        """Write the next ``len(out)`` rows of the stream into ``out`` (contiguous rows)."""
+        done, raw = 0, None  # raw: the rows drawn as bare noise, to which the image is added once
+        while done < len(out):
             number, offset = divmod(self.position, NOISE_BLOCK)
-            if number != self._block_number:
-                self._generator.manual_seed(stream_seed(self.seed, self.idx, self.stage, number))
-                self._block = self.smoother.perturb(self.image.expand(NOISE_BLOCK, *self.image.shape), self._generator)
-                self._block_number = number
-            rows = min(num, NOISE_BLOCK - offset)
-            yield self._block[offset : offset + rows]
+            rows = min(len(out) - done, NOISE_BLOCK - offset)
+            target = out[done : done + rows]
+            if self.direct and rows == NOISE_BLOCK:
+                self.smoother.draw_noise(target, self._seeded(number))
+                raw = (done if raw is None else raw[0], done + rows)  # whole blocks are consecutive
+            else:
+                target.copy_(self._cached_block(number)[offset : offset + rows])
+                if offset + rows == NOISE_BLOCK:
+                    # Used up: let it go, so that the images in flight hold at most a partial block
+                    # each (a block of 100 ImageNet-sized rows is 60 MB).
+                    self._block, self._block_number = None, -1
             self.position += rows
-            num -= rows
-            if offset + rows == NOISE_BLOCK:
-                # Used up: let it go, so that the images in flight hold at most a partial block
-                # each (a block of 100 ImageNet-sized rows is 60 MB).
-                self._block, self._block_number = None, -1
+            done += rows
+        if raw is not None:
+            self.smoother.add_noise(out[raw[0] : raw[1]], self.image)
+
+    def _seeded(self, number: int) -> torch.Generator:
+        return self._generator.manual_seed(stream_seed(self.seed, self.idx, self.stage, number))
+
+    def _cached_block(self, number: int) -> torch.Tensor:
+        """Block ``number`` through the smoother's ``perturb``, kept while it is handed out in parts."""
+        if number != self._block_number:
+            self._block = self.smoother.perturb(self.image.expand(NOISE_BLOCK, *self.image.shape), self._seeded(number))
+            self._block_number = number
+        return self._block
+
+
+def draws_directly(smoother: Smoother, image: torch.Tensor) -> bool:
+    """Whether ``smoother`` can draw blocks straight into batch rows with the very numbers of its
+    ``perturb``: it must have ``draw_noise(out, generator)`` and ``add_noise(noisy, image)``, and
+    they must reproduce ``perturb`` bit for bit on one block of ``image`` (checked here, so a
+    smoother whose two paths disagree is never used directly)."""
+    if not (callable(getattr(smoother, "draw_noise", None)) and callable(getattr(smoother, "add_noise", None))):
+        return False
+    generator = torch.Generator(device=image.device)
+    expected = smoother.perturb(image.expand(NOISE_BLOCK, *image.shape), generator.manual_seed(12345))
+    direct = torch.empty_like(expected)
+    smoother.draw_noise(direct, generator.manual_seed(12345))
+    smoother.add_noise(direct, image)
+    return bool(torch.equal(direct, expected))
 
 
 @dataclass
@@ -87,14 +132,27 @@ class _Image:
 
 
 class MonteCarloSampler:
-    """Counts an engine's votes over noisy copies of images."""
+    """Counts an engine's votes over noisy copies of images.
 
-    def __init__(self, engine, smoother: Smoother, batch_size: int, seed: int, on_samples: Callable[[int], None] | None = None) -> None:
+    ``direct_noise``: draw whole blocks straight into batch rows when the smoother can (see
+    :func:`draws_directly`; the default); False forces ``perturb`` for every block. Both give
+    the same numbers; False exists to show that (tests, benchmarks/sampler.py).
+    """
+
+    def __init__(self, engine, smoother: Smoother, batch_size: int, seed: int, on_samples: Callable[[int], None] | None = None, direct_noise: bool = True) -> None:
         self.engine = engine
         self.smoother = smoother
         self.batch_size = batch_size
         self.seed = seed
         self.on_samples = on_samples
+        self.direct_noise = direct_noise
+        self._direct: bool | None = None  # decided on the first image (the check needs one)
+        self._ones: torch.Tensor | None = None  # scatter_add_ source: a vote of 1 per row
+
+    def _stream(self, image: torch.Tensor, idx: int, stage: str) -> NoiseStream:
+        if self._direct is None:
+            self._direct = self.direct_noise and draws_directly(self.smoother, image)
+        return NoiseStream(image, idx, stage, self.seed, self.smoother, self._direct)
 
     # -- one image at a time -------------------------------------------------------------
 
@@ -105,8 +163,9 @@ class MonteCarloSampler:
         streams: dict[str, NoiseStream] = {}
 
         def sample(stage: str, num: int) -> np.ndarray:
-            stream = streams.setdefault(stage, NoiseStream(image, idx, stage, self.seed, self.smoother))
-            return self._count_stream(stream, num)
+            if stage not in streams:
+                streams[stage] = self._stream(image, idx, stage)
+            return self._count_stream(streams[stage], num)
 
         return sample
 
@@ -117,21 +176,19 @@ class MonteCarloSampler:
     def _count_stream(self, stream: NoiseStream, num: int) -> np.ndarray:
         device = self.engine.device
         counts = torch.zeros(self.engine.num_classes, dtype=torch.long, device=device)
-        capacity = min(self.batch_size, num)
-        batch = torch.empty((capacity, *stream.image.shape), dtype=stream.image.dtype, device=device)
-        filled = 0
-        for rows in stream.take(num):
-            used = 0
-            while used < len(rows):
-                take = min(len(rows) - used, capacity - filled)
-                batch[filled : filled + take] = rows[used : used + take]
-                filled, used = filled + take, used + take
-                if filled == capacity:
-                    counts += torch.bincount(self._classify(batch), minlength=counts.numel())
-                    filled = 0
-        if filled:
-            counts += torch.bincount(self._classify(batch[:filled]), minlength=counts.numel())
+        batch = torch.empty((min(self.batch_size, num), *stream.image.shape), dtype=stream.image.dtype, device=device)
+        while num > 0:
+            rows = batch[: min(len(batch), num)]
+            stream.fill(rows)
+            labels = self._classify(rows)
+            counts.scatter_add_(0, labels, self._votes(len(rows)))
+            num -= len(rows)
         return counts.cpu().numpy()  # the only host copy: once per request
+
+    def _votes(self, rows: int) -> torch.Tensor:
+        if self._ones is None or len(self._ones) < rows:
+            self._ones = torch.ones(max(rows, self.batch_size), dtype=torch.long, device=self.engine.device)
+        return self._ones[:rows]
 
     def _classify(self, batch: torch.Tensor) -> torch.Tensor:
         labels = self.engine.classify(batch)
@@ -189,18 +246,17 @@ class MonteCarloSampler:
                 take = min(item.to_draw, self.batch_size - filled)
                 if take == 0:
                     continue
-                stream = item.streams.setdefault(item.stage, NoiseStream(item.image, item.idx, item.stage, self.seed, self.smoother))
-                for rows in stream.take(take):
-                    batch[filled : filled + len(rows)] = rows
-                    filled += len(rows)
+                if item.stage not in item.streams:
+                    item.streams[item.stage] = self._stream(item.image, item.idx, item.stage)
+                item.streams[item.stage].fill(batch[filled : filled + take])
+                filled += take
                 item.to_draw -= take
                 segments.append((item, take))
             labels = self._classify(batch[:filled])
-            slots = torch.repeat_interleave(
-                torch.tensor([slot_of[item.order] for item, _ in segments], device=device),
-                torch.tensor([take for _, take in segments], device=device),
-            )
-            tally += torch.bincount(slots * num_classes + labels, minlength=tally.numel())
+            # Row r's vote goes to its image's slot: offsets built on the host, sent without waiting.
+            rows = torch.repeat_interleave(torch.tensor([slot_of[item.order] * num_classes for item, _ in segments]), torch.tensor([take for _, take in segments]))
+            rows = rows.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else rows.to(device)
+            tally.scatter_add_(0, rows + labels, self._votes(filled))
             now = time.perf_counter()
             elapsed, clock = now - clock, now
             # Requests counted in full go back to their certifier, which asks again or finishes.

@@ -246,7 +246,7 @@ CASES = [
     Case("batch zero", certify_with("--batch", "0"), ("certify.batch: must be >= 1, got 0", "batch: 1000")),
     Case("alpha above one", certify_with("--alpha", "1.5"), ("certify.alpha: must be strictly between 0 and 1, got 1.5", "alpha: 0.001")),
     Case("unknown device", certify_with("--device", "gpu"), ("must be auto, cpu, cuda or cuda:N, got 'gpu'", "device: cuda:0")),
-    Case("unknown engine", certify_with("--engine", "tensorflow"), ("unknown engine 'tensorflow'", "Known engines: torch, onnx")),
+    Case("unknown engine", certify_with("--engine", "tensorflow"), ("unknown engine 'tensorflow'", "Known engines: auto, torch, onnx")),
     Case("unknown precision", certify_with("--precision", "fp64"), ("unknown precision 'fp64'", "Use one of: fp32, bf16, fp16")),
     Case("out is a directory", certify_with("--out", "results"), ("results file results is a directory", "Pass --out with a file name, e.g. --out results/results.tsv")),
     Case("out parent is a file", certify_with("--out", GOOD + "/r.tsv"), ("cannot create results/keep.tsv/r.tsv: results/keep.tsv is a file, not a directory", "Pass --out with a path inside a directory")),

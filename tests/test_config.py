@@ -76,10 +76,10 @@ def test_precedence_default_local_file_config_file_cli(tmp_path: Path, monkeypat
     write(tmp_path / "certkit.yaml", "certify:\n  n: 500\n  n0: 50\n  sigma: 0.5\n")
     other = write(tmp_path / "conf" / "other.yaml", "certify:\n  n0: 20\n  sigma: 1\n")
 
-    settings, sources = load_settings(other, cli_overrides={"certify.sigma": 0.12, "certify.batch": None})
+    settings, sources = load_settings(other, cli_overrides={"certify.sigma": 0.12, "certify.alpha": None})
 
     assert (settings.certify.n, settings.certify.n0, settings.certify.sigma) == (500, 20, 0.12)
-    assert settings.certify.batch == 1000  # None = flag not given
+    assert settings.certify.alpha == 0.001  # None = flag not given
     assert sources["certify.n"] == "certkit.yaml:2"
     assert sources["certify.n0"] == f"{other}:2"
     assert sources["certify.sigma"] == "CLI --sigma"

@@ -62,7 +62,8 @@ def test_two_ranks_merge_to_the_one_process_file(single, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert rows(tmp_path / "two.tsv") == rows(single)
     assert [r[0] for r in rows(single)[1:]] == [str(i) for i in range(7)]  # all 7, once each, in order
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["two.tsv", "two.tsv.meta.json"]  # parts merged and removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".onnx-cache", "two.tsv", "two.tsv.meta.json"]  # parts merged and removed
+    assert len(list((tmp_path / ".onnx-cache").iterdir())) == 1  # --engine auto: both ranks exported, one whole file kept
     meta = json.loads((tmp_path / "two.tsv.meta.json").read_text())
     assert meta["world_size"] == 2 and meta["finished"]
     assert result.stdout.count("Certified accuracy") == 1  # only rank 0 prints the table

@@ -178,7 +178,7 @@ def assert_same_statistics(a: Path, b: Path) -> None:
 
 
 @pytest.mark.parametrize("model", ["tiny-cnn", "vit-mini"])
-def test_torch_and_onnx_engines_give_the_same_results_file(tiny_model, workdir, model):
+def test_torch_onnx_and_auto_engines_give_the_same_results_file(tiny_model, workdir, model):
     common = ["--model", model, "--sigma", "0.25", "--max", "5", "--n0", "100", "--n", "500", "--seed", "3"]
     assert invoke("export", "--model", model, "--sigma", "0.25", "-o", "m.onnx").exit_code == 0
     result = invoke("certify", *common, "--engine", "torch", "--out", "torch.tsv")
@@ -186,14 +186,20 @@ def test_torch_and_onnx_engines_give_the_same_results_file(tiny_model, workdir, 
     result = invoke("certify", "--onnx", "m.onnx", "--max", "5", "--n0", "100", "--n", "500", "--seed", "3", "--out", "onnx.tsv")
     assert result.exit_code == 0, result.output
     assert "engine: onnx on cpu (CPUExecutionProvider)" in result.output
+    result = invoke("certify", *common, "--out", "auto.tsv")  # no --engine: auto, the default
+    assert result.exit_code == 0, result.output
+    assert "engine auto: onnx, exported" in " ".join(result.output.split())
     assert_same_statistics(workdir / "torch.tsv", workdir / "onnx.tsv")
+    assert_same_statistics(workdir / "torch.tsv", workdir / "auto.tsv")
     meta_torch = json.loads((workdir / "torch.tsv.meta.json").read_text())
     meta_onnx = json.loads((workdir / "onnx.tsv.meta.json").read_text())
+    meta_auto = json.loads((workdir / "auto.tsv.meta.json").read_text())
     assert meta_onnx["engine"] == "onnx" and meta_onnx["engine_details"]["provider"] == "CPUExecutionProvider"
     assert meta_onnx["engine_details"]["onnx_sha256"] == hashlib.sha256((workdir / "m.onnx").read_bytes()).hexdigest()
     assert meta_torch["engine"] == "torch" and meta_torch["engine_details"]["precision"] == "fp32"
+    assert meta_auto["engine"] == "onnx" and meta_auto["engine_details"]["requested"] == "auto"  # the engine that ran
     for key in ("model", "checkpoint_sha256", "sigma", "input_spec", "n0", "n", "alpha", "seed", "dataset"):
-        assert meta_onnx[key] == meta_torch[key], key
+        assert meta_onnx[key] == meta_torch[key] == meta_auto[key], key
 
 
 def test_engine_onnx_by_model_name_exports_on_the_fly(tiny_model, workdir):
@@ -275,7 +281,7 @@ BAD_FLAGS = [
     ("checkpoint with onnx file", ["--checkpoint", "x.safetensors"], ["--checkpoint does not apply with --onnx"]),
     ("other model", ["--model", "vit-mini"], ["holds model 'tiny-cnn', not 'vit-mini'", "--model tiny-cnn"]),
     ("precision with onnx", ["--precision", "fp16"], ["--precision: torch engine options", "fp32 graph"]),
-    ("unknown engine", ["--engine", "tensorrt"], ["unknown engine 'tensorrt'", "Known engines: torch, onnx"]),
+    ("unknown engine", ["--engine", "tensorrt"], ["unknown engine 'tensorrt'", "Known engines: auto, torch, onnx"]),
 ]
 
 

@@ -28,6 +28,14 @@ class GaussianSmoother:
         noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
         return images + self.sigma * noise
 
+    # perturb in two steps, for the sampler to draw noise straight into a batch (certkit.sampling):
+    # draw_noise then add_noise give perturb's numbers bit for bit (the same draw, the same two ops).
+    def draw_noise(self, out: torch.Tensor, generator: torch.Generator) -> None:
+        out.normal_(generator=generator)
+
+    def add_noise(self, noise: torch.Tensor, image: torch.Tensor) -> None:
+        noise.mul_(self.sigma).add_(image)
+
     def radius(self, p_lower: float) -> float:
         return gaussian_radius(self.sigma, p_lower)
 

@@ -47,6 +47,14 @@ class UniformSmoother:
         unit = torch.rand(images.shape, generator=generator, device=images.device, dtype=images.dtype)
         return images + self.half_width * (2.0 * unit - 1.0)
 
+    # perturb in two steps, for the sampler to draw noise straight into a batch (certkit.sampling):
+    # draw_noise then add_noise give perturb's numbers bit for bit (the same draw, the same ops).
+    def draw_noise(self, out: torch.Tensor, generator: torch.Generator) -> None:
+        out.uniform_(generator=generator)
+
+    def add_noise(self, noise: torch.Tensor, image: torch.Tensor) -> None:
+        noise.mul_(2.0).sub_(1.0).mul_(self.half_width).add_(image)
+
     def radius(self, p_lower: float) -> float:
         return uniform_l1_radius(self.half_width, p_lower)
 

@@ -15,7 +15,7 @@ import torch
 from certkit import plugins
 from certkit.config_schema import DEFAULT_RADII
 from certkit.data import select_indices
-from certkit.engines import Engine, TorchEngine, auto_batch_size, check_precision, resolve_device
+from certkit.engines import Engine, TorchEngine, auto_batch_size, check_precision, default_batch_size, resolve_device
 from certkit.certifiers.shortcut import stop_if_wrong
 from certkit.errors import CertkitError
 from certkit.fileio import safe_name
@@ -44,14 +44,14 @@ class CertifyJob:
     n0: int
     n: int
     alpha: float
-    batch: int
+    batch: int | None  # None: the engine's default (certkit.engines.default_batch_size)
     seed: int
     checkpoint: Path | None = None
     data_path: Path | None = None
     split: str | None = None
     certifier: str = "cohen"
     smoother: str = "gaussian"
-    engine: str = "torch"
+    engine: str = "auto"  # resolved by prepare(): Prepared.job.engine is the engine that ran
     skip: int = 1
     max: int | None = None
     device: str = "auto"
@@ -71,7 +71,7 @@ class CertifyJob:
     stop_if_wrong: bool = False  # evaluation shortcut: cut an image whose selected class is not its label
 
 
-ENGINES = ("torch", "onnx")
+ENGINES = ("auto", "torch", "onnx")
 
 #: How long a rank waits at a barrier for the others: ranks finish their shares at different times.
 RANK_WAIT = dt.timedelta(days=7)
@@ -132,7 +132,7 @@ def default_output(job: CertifyJob, model: str, choice: DatasetChoice, method: s
 class Prepared:
     """The model, data and engine of a run, built and checked before any file is written."""
 
-    job: CertifyJob  # with the model, sigma and batch actually used
+    job: CertifyJob  # with the model, sigma, batch and engine actually used
     choice: DatasetChoice
     dataset: Any
     indices: list[int]
@@ -150,6 +150,8 @@ def resolve_onnx(job: CertifyJob) -> CertifyJob:
     if job.engine not in ENGINES:
         raise CertkitError(f"unknown engine '{job.engine}'.", f"Known engines: {', '.join(ENGINES)}.")
     check_precision(job.precision)
+    if job.engine == "auto" and job.onnx is not None:
+        job = replace(job, engine="onnx")  # an exported file runs in onnxruntime
     if job.engine == "onnx":
         torch_only = [flag for flag, on in (("--precision", job.precision != "fp32"), ("--channels-last", job.channels_last), ("--compile", job.compile)) if on]
         if torch_only:
@@ -175,7 +177,8 @@ def resolve_onnx(job: CertifyJob) -> CertifyJob:
 
 def build_engine(job: CertifyJob, configured_checkpoints: Mapping[float, Path] | None, progress: Progress) -> tuple[ModelSource, Engine, dict[str, Any]]:
     """The model source and the engine that runs it; ``--engine onnx`` without ``--onnx``
-    exports the model to a temporary, verified ONNX file first."""
+    exports the model to a temporary, verified ONNX file first, ``--engine auto`` picks one
+    (:mod:`certkit.auto_engine`)."""
     device = resolve_device(job.device)
     if job.onnx is not None:
         from certkit.onnx_engine import OnnxEngine
@@ -183,6 +186,13 @@ def build_engine(job: CertifyJob, configured_checkpoints: Mapping[float, Path] |
         engine = OnnxEngine(job.onnx, device)
         return engine.info, engine, engine.describe()
     loaded = load_classifier(job.model, job.sigma, job.checkpoint, configured_checkpoints, spec=job.spec, options=job.model_options, noise=job.smoother)
+    if job.engine == "auto":
+        from certkit.auto_engine import CACHE_FOLDER, choose_engine
+
+        cache = (job.out.parent if job.out is not None else job.output_dir) / CACHE_FOLDER  # beside the results
+        choice = choose_engine(loaded, device, cache, job.sigma, job.precision, job.channels_last, job.compile)
+        progress.note(choice.note)
+        return loaded, choice.engine, choice.details
     if job.engine == "torch":
         engine = TorchEngine(loaded.model, device, job.precision, job.channels_last, job.compile)
         return loaded, engine, engine.describe()
@@ -202,7 +212,7 @@ def build_engine(job: CertifyJob, configured_checkpoints: Mapping[float, Path] |
 def prepare(job: CertifyJob, configured_datasets: Mapping[str, Any], configured_checkpoints: Mapping[float, Path] | None, progress: Progress, smoother: Smoother | None = None) -> Prepared:
     """``job`` must have passed :func:`resolve_onnx`; ``smoother``, when given, is checked against
     the noise the model was trained for."""
-    if job.batch < 1:
+    if job.batch is not None and job.batch < 1:
         raise CertkitError(f"batch must be >= 1, got {job.batch}.", "Pass e.g. --batch 1000.")
     choice = resolve_dataset(job.data, job.data_path, job.split, dict(configured_datasets))
     dataset = open_dataset(choice)
@@ -216,14 +226,14 @@ def prepare(job: CertifyJob, configured_datasets: Mapping[str, Any], configured_
         progress.note(note)
     if getattr(engine, "note", None):
         progress.note(engine.note)
-    batch = job.batch
+    batch = requested = job.batch if job.batch is not None else default_batch_size(engine)
     if engine.device.type == "cuda":
-        batch = auto_batch_size(engine, (spec.channels, *spec.image_size), None if job.auto_batch else job.batch)
-        if not job.auto_batch and batch < job.batch:
-            progress.note(f"batch {job.batch} does not fit in {engine.device} memory; using {batch}")
+        batch = auto_batch_size(engine, (spec.channels, *spec.image_size), None if job.auto_batch else requested)
+        if not job.auto_batch and batch < requested:
+            progress.note(f"batch {requested} does not fit in {engine.device} memory; using {batch}")
     described = details.get("provider") or details.get("precision")
     progress.note(f"engine: {engine.name} on {engine.device} ({described}), batch {batch}")
-    return Prepared(replace(job, batch=batch), choice, dataset, indices, source, engine, details)
+    return Prepared(replace(job, batch=batch, engine=engine.name), choice, dataset, indices, source, engine, details)
 
 
 def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configured_checkpoints: Mapping[float, Path] | None = None, progress: Progress | None = None) -> CertifyOutcome:
