@@ -29,6 +29,7 @@ def run_predict(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     out = job.out or default_output(job, run.source.name, run.choice, PREDICT_METHOD)
     info = metadata(replace(job, certifier=PREDICT_METHOD, n0=0), run, smoother, kind="predict")
     writer = ResultsWriter(out, info, columns=PREDICT_COLUMNS, overwrite=job.overwrite)
+    progress.results_file(out)
     todo = [i for i in run.indices if i not in writer.done]
     sampler = MonteCarloSampler(run.engine, smoother, job.batch, job.seed, on_samples=progress.samples)
     progress.start(len(run.indices), len(run.indices) - len(todo), f"predict {run.source.name} {describe_smoother(smoother)} on {run.choice.name}")
