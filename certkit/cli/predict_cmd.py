@@ -82,6 +82,8 @@ def predict(
     progress = ImageProgress(console)
     with on_interrupt(lambda: images_saved(progress.results_path)), progress:
         outcome = run_predict(job, settings.datasets, model_config.checkpoints if model_config else None, progress)
+    if outcome.rank != 0:
+        return  # under several processes, rank 0 prints for the merged file
     with open(outcome.path, newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     correct = sum(int(r["correct"]) for r in rows)

@@ -22,7 +22,7 @@ from certkit.interfaces import CertifyProcess, CertifySettings, CountSampler, In
 from certkit.models import load_classifier
 from certkit.smoothers import build_smoother, smoother_options
 from certkit.results.parts import completed_indices, merge_parts, part_files, part_path, remove_parts, update_metadata
-from certkit.results.writer import ResultsWriter, format_row
+from certkit.results.writer import COLUMNS, ResultsWriter, format_row
 from certkit.sampling import MonteCarloSampler
 from certkit.training.distributed import barrier, init_from_env, local_device
 from certkit.workflows.resolve import DatasetChoice, open_dataset, resolve_dataset, versions
@@ -295,16 +295,16 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     return CertifyOutcome(out, len(todo), len(indices) - len(todo), len(indices), context.rank)
 
 
-def open_results(out: Path, info: Mapping[str, Any], overwrite: bool) -> ResultsWriter:
+def open_results(out: Path, info: Mapping[str, Any], overwrite: bool, columns: tuple[str, ...] = COLUMNS) -> ResultsWriter:
     """The results file, checked against ``info``; part files a killed distributed run left are
     merged into it first (or removed with ``overwrite``)."""
     if overwrite:
         remove_parts(out)
-    writer = ResultsWriter(out, info, overwrite=overwrite)
+    writer = ResultsWriter(out, info, columns=columns, overwrite=overwrite)
     if part_files(out):
         writer.close()
         merge_parts(out)
-        writer = ResultsWriter(out, info)
+        writer = ResultsWriter(out, info, columns=columns)
     return writer
 
 
