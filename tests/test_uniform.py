@@ -126,3 +126,44 @@ def test_unknown_smoother_and_option_are_one_line(tiny_model, tmp_path, monkeypa
     option = runner.invoke(build_app(), [*common, "--smoother", "uniform", "-S", "width=2"], env={"COLUMNS": "300"})
     assert option.exit_code == 2 and "unknown option 'width' of smoother 'uniform'. Its options: none." in option.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_sequential_certifies_with_the_uniform_radius(tiny_model):
+    """sequential inverts any smoother's radius: its grid thresholds for uniform noise are the
+    p with 2 lam (p - 1/2) = r, and its certificates carry the L1 norm."""
+    from certkit.certifiers.sequential import radius_threshold
+
+    smoother = build_smoother("uniform", SIGMA)
+    for r in (0.25, 0.5, 0.8):  # below lam = 0.866, the largest L1 radius uniform noise at sigma 0.5 certifies
+        assert radius_threshold(smoother.radius, r) == pytest.approx(0.5 + r / (2 * LAM), abs=1e-12)
+    failures, trials = 0, 0
+    from certkit.certifiers.sequential import SequentialCertifier
+
+    engine = TorchEngine(StepClassifier(), torch.device("cpu"))
+    sampler = MonteCarloSampler(engine, smoother, batch_size=500, seed=11)
+    settings = CertifySettings(n0=20, n=1000, alpha=0.05, extra={"radii": [0.0, 0.5, 1.0], "first": 100})
+    certifier = SequentialCertifier()
+    certifier.check(settings)
+    for i, p_top in enumerate([0.75] * 700 + [0.9] * 700 + [0.97] * 700):
+        image = torch.full((1, 1, 1), LAM * (2 * p_top - 1))
+        cert = certifier.certify(sampler.for_image(image, i), smoother, settings)
+        assert cert.norm == "l1"
+        failures += violated(cert, p_top)
+        trials += 1
+    assert failures <= binom.ppf(0.999, trials, 0.05), (failures, trials)
+
+
+def test_finetuning_for_uniform_noise_records_it_and_names_the_smoother(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        build_app(),
+        ["finetune", "--model", "tiny-cnn", "--objective", "noisy-uniform", "--sigma", "0.25", "--epochs", "1", "--batch", "32", "--max", "64",
+         "--drop-path", "0", "--out-dir", "run"],
+        env={"COLUMNS": "300"},
+    )
+    assert result.exit_code == 0, result.output
+    from certkit.checkpoints import read_weights
+
+    spec = read_weights(tmp_path / "run" / "weights.safetensors").input_spec
+    assert (spec.noise, spec.sigma) == ("uniform", 0.25)
+    assert "certkit certify --model tiny-cnn --sigma 0.25 --smoother uniform --checkpoint" in " ".join(result.output.split())

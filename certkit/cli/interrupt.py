@@ -66,7 +66,7 @@ def images_saved(results: Path | None) -> str:
 
 
 def _saved_indices(results: Path) -> set[int]:
-    from certkit.results.parts import part_files
+    from certkit.results.store import part_files
 
     indices: set[int] = set()
     for path in (results, *part_files(results)):

@@ -29,12 +29,6 @@ if TYPE_CHECKING:
     from certkit.plugins import Component
 
 
-def Console(*args: Any, **kwargs: Any):  # noqa: N802 - stands in for rich's Console, imported only to print an error
-    from rich.console import Console as RichConsole
-
-    return RichConsole(*args, **kwargs)
-
-
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"certkit {__version__}")
@@ -42,7 +36,13 @@ def _version(value: bool) -> None:
 
 
 def _print_error(error: CertkitError) -> None:
-    Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
+    from rich.console import Console  # imported here: --version and --help print no error
+    from rich.text import Text
+
+    # The message quotes user text (paths, labels, file contents): a Text is printed literally,
+    # never parsed for markup ("[/b]") or emoji codes (":100:").
+    message = Text("error: ", style="bold red") + Text(str(error))
+    Console(stderr=True).print(message, highlight=False, soft_wrap=True)
 
 
 class _CertkitGroup(TyperGroup):

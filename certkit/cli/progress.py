@@ -87,7 +87,7 @@ class ImageProgress:
 
     def start(self, total: int, already_done: int, description: str) -> None:
         if already_done:
-            self.console.print(f"resuming: {already_done} of {total} images already in the results file")
+            self.console.print(f"resuming: {already_done} of {total} images already in the results file", markup=False)
         self._images_width = len(f"{total}/{total} images")
         self._reserve(rate=None)
         if len(description) > self._description.available():
@@ -113,4 +113,4 @@ class ImageProgress:
         self._description.reserved = sum(widths) + len(widths)  # + one space between columns
 
     def note(self, message: str) -> None:
-        self.console.print(f"[yellow]{message}[/yellow]")
+        self.console.print(message, style="yellow", markup=False, emoji=False, highlight=False)

@@ -9,7 +9,7 @@ from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from certkit.errors import CertkitError, PluginError
-from certkit.interfaces import NORMS, Smoother
+from certkit.interfaces import NORMS, InputSpec, Smoother
 
 #: Constructor parameters that are not options: the sigma, and what a dataclass smoother sets itself.
 _NOT_OPTIONS = ("sigma", "name", "norm")
@@ -98,3 +98,23 @@ def _check_declared(smoother: Any, component: Any) -> None:
             f"smoother '{component.name}' of plugin '{component.plugin}' declares norm {smoother.norm!r}.",
             f"A smoother's norm must be one of {', '.join(NORMS)}: the norm its radius() is measured in.",
         )
+
+
+def describe_smoother(smoother: Smoother) -> str:
+    """"σ=0.25" for the Gaussian smoother, "uniform σ=0.25 (l1)" for others: a run is never
+    described like a Gaussian one when it is not."""
+    if smoother.name == "gaussian" and smoother.norm == "l2" and not smoother_options(smoother):
+        return f"σ={smoother.sigma:g}"
+    options = "".join(f" {key}={value}" for key, value in sorted(smoother_options(smoother).items()))
+    return f"{smoother.name}{options} σ={smoother.sigma:g} ({smoother.norm})"
+
+
+def training_mismatch(spec: InputSpec, trained_sigma: float | None, smoother: Smoother) -> str | None:
+    """One line when the model was trained for other noise than ``smoother`` draws, else None.
+    A model that records no noise kind (older weights) is taken as Gaussian-trained."""
+    trained_noise = spec.noise or "gaussian"
+    other_sigma = trained_sigma is not None and abs(trained_sigma - smoother.sigma) > 1e-9
+    if trained_noise == smoother.name and not other_sigma:
+        return None
+    trained = f"{trained_noise} noise" + (f" at sigma {trained_sigma:g}" if trained_sigma is not None else "")
+    return f"warning: the model was trained for {trained}; certifying with {smoother.name} noise at sigma {smoother.sigma:g}"

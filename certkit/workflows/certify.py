@@ -20,9 +20,9 @@ from certkit.errors import CertkitError
 from certkit.fileio import safe_name
 from certkit.interfaces import CertifyProcess, CertifySettings, CountSampler, InputSpec, Smoother
 from certkit.models import load_classifier
-from certkit.smoothers import build_smoother, smoother_options
-from certkit.results.parts import completed_indices, merge_parts, part_files, part_path, remove_parts, update_metadata
-from certkit.results.writer import COLUMNS, ResultsWriter, format_row
+from certkit.smoothers import build_smoother, describe_smoother, smoother_options, training_mismatch
+from certkit.results.store import ResultsStore
+from certkit.results.writer import format_row
 from certkit.sampling import MonteCarloSampler
 from certkit.training.distributed import barrier, init_from_env, local_device
 from certkit.workflows.resolve import DatasetChoice, open_dataset, resolve_dataset, versions
@@ -226,17 +226,6 @@ def prepare(job: CertifyJob, configured_datasets: Mapping[str, Any], configured_
     return Prepared(replace(job, batch=batch), choice, dataset, indices, source, engine, details)
 
 
-def training_mismatch(spec: InputSpec, trained_sigma: float | None, smoother: Smoother) -> str | None:
-    """One line when the model was trained for other noise than ``smoother`` draws, else None.
-    A model that records no noise kind (older weights) is taken as Gaussian-trained."""
-    trained_noise = spec.noise or "gaussian"
-    other_sigma = trained_sigma is not None and abs(trained_sigma - smoother.sigma) > 1e-9
-    if trained_noise == smoother.name and not other_sigma:
-        return None
-    trained = f"{trained_noise} noise" + (f" at sigma {trained_sigma:g}" if trained_sigma is not None else "")
-    return f"warning: the model was trained for {trained}; certifying with {smoother.name} noise at sigma {smoother.sigma:g}"
-
-
 def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configured_checkpoints: Mapping[float, Path] | None = None, progress: Progress | None = None) -> CertifyOutcome:
     """Certify every selected image not already in the results file. All checks that can fail
     on user input run before the results file is touched."""
@@ -254,19 +243,15 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     job, choice, indices, dataset = run.job, run.choice, run.indices, run.dataset
     out = job.out or default_output(job, run.source.name, choice, job.certifier)
     info = metadata(job, run, smoother, kind="certify", certifier_options=settings.extra)
-    writer = open_results(out, info, job.overwrite) if context.is_main else None
+    results = ResultsStore.open(out, info, overwrite=job.overwrite, note=progress.note) if context.is_main else None
+    writer = results
     progress.results_file(out)
     if context.enabled:
         # Every rank reads the same finished rows (after rank 0 checked and merged the file) and
         # takes every world_size-th image still to do: no image twice, none dropped.
-        if writer is not None:
-            writer.close()
         barrier(context)
-        done = completed_indices(out)
-        writer = ResultsWriter(part_path(out, context.rank), {**info, "part": {"rank": context.rank, "world_size": context.world_size}}, overwrite=True)
-    else:
-        done = writer.done
-    todo = [i for i in indices if i not in done]
+        writer = ResultsStore.open_part(out, info, context.rank, context.world_size)
+    todo = [i for i in indices if i not in writer.done]
     mine = todo[context.rank :: context.world_size]
     sampler = MonteCarloSampler(run.engine, smoother, job.batch, job.seed, on_samples=progress.samples)
     description = f"{run.source.name} {describe_smoother(smoother)} on {choice.name}"
@@ -290,22 +275,9 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     if context.enabled:
         barrier(context)
         if context.is_main:
-            merge_parts(out)
-            update_metadata(out, finished=now(), world_size=context.world_size)
+            results.merge_parts()
+            results.close(finished=now(), world_size=context.world_size)
     return CertifyOutcome(out, len(todo), len(indices) - len(todo), len(indices), context.rank)
-
-
-def open_results(out: Path, info: Mapping[str, Any], overwrite: bool, columns: tuple[str, ...] = COLUMNS) -> ResultsWriter:
-    """The results file, checked against ``info``; part files a killed distributed run left are
-    merged into it first (or removed with ``overwrite``)."""
-    if overwrite:
-        remove_parts(out)
-    writer = ResultsWriter(out, info, columns=columns, overwrite=overwrite)
-    if part_files(out):
-        writer.close()
-        merge_parts(out)
-        writer = ResultsWriter(out, info, columns=columns)
-    return writer
 
 
 def certify_packed(sampler: MonteCarloSampler, dataset: Any, todo: list[int], make_process: Callable[[], CertifyProcess]) -> Iterator[tuple[int, int, Any, float]]:
@@ -334,15 +306,6 @@ def certify_one_by_one(sampler: MonteCarloSampler, dataset: Any, todo: list[int]
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def describe_smoother(smoother: Smoother) -> str:
-    """"σ=0.25" for the Gaussian smoother, "uniform σ=0.25 (l1)" for others: a run is never
-    described like a Gaussian one when it is not."""
-    if smoother.name == "gaussian" and smoother.norm == "l2" and not smoother_options(smoother):
-        return f"σ={smoother.sigma:g}"
-    options = "".join(f" {key}={value}" for key, value in sorted(smoother_options(smoother).items()))
-    return f"{smoother.name}{options} σ={smoother.sigma:g} ({smoother.norm})"
 
 
 def metadata(job: CertifyJob, run: Prepared, smoother: Smoother, kind: str, certifier_options: Mapping[str, Any] | None = None) -> dict[str, Any]:

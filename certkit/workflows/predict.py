@@ -9,14 +9,13 @@ from typing import Any
 
 from certkit.certifiers.cohen import check_predict, predict_process
 from certkit.engines import resolve_device
-from certkit.results.parts import completed_indices, merge_parts, part_path, update_metadata
-from certkit.results.writer import ResultsWriter
+from certkit.results.store import ResultsStore
+from certkit.results.writer import PREDICT_COLUMNS
 from certkit.sampling import MonteCarloSampler
-from certkit.smoothers import build_smoother
+from certkit.smoothers import build_smoother, describe_smoother
 from certkit.training.distributed import barrier, init_from_env, local_device
-from certkit.workflows.certify import RANK_WAIT, CertifyJob, CertifyOutcome, Progress, _Silent, certify_packed, default_output, describe_smoother, metadata, now, open_results, prepare, resolve_onnx
+from certkit.workflows.certify import RANK_WAIT, CertifyJob, CertifyOutcome, Progress, _Silent, certify_packed, default_output, metadata, now, prepare, resolve_onnx
 
-PREDICT_COLUMNS = ("idx", "label", "predict", "correct", "time", "n", "count_top", "count_second", "p_value")
 PREDICT_METHOD = "cohen-predict"
 
 
@@ -36,17 +35,13 @@ def run_predict(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     job = run.job
     out = job.out or default_output(job, run.source.name, run.choice, PREDICT_METHOD)
     info = metadata(replace(job, certifier=PREDICT_METHOD, n0=0), run, smoother, kind="predict")
-    writer = open_results(out, info, job.overwrite, columns=PREDICT_COLUMNS) if context.is_main else None
+    results = ResultsStore.open(out, info, columns=PREDICT_COLUMNS, overwrite=job.overwrite, note=progress.note) if context.is_main else None
+    writer = results
     progress.results_file(out)
     if context.enabled:  # as in run_certify: every rank reads the merged file, then writes its own part
-        if writer is not None:
-            writer.close()
         barrier(context)
-        done = completed_indices(out)
-        writer = ResultsWriter(part_path(out, context.rank), {**info, "part": {"rank": context.rank, "world_size": context.world_size}}, columns=PREDICT_COLUMNS, overwrite=True)
-    else:
-        done = writer.done
-    todo = [i for i in run.indices if i not in done]
+        writer = ResultsStore.open_part(out, info, context.rank, context.world_size, columns=PREDICT_COLUMNS)
+    todo = [i for i in run.indices if i not in writer.done]
     mine = todo[context.rank :: context.world_size]
     sampler = MonteCarloSampler(run.engine, smoother, job.batch, job.seed, on_samples=progress.samples)
     progress.start(len(run.indices) - len(todo) + len(mine), len(run.indices) - len(todo), f"predict {run.source.name} {describe_smoother(smoother)} on {run.choice.name}")
@@ -63,6 +58,6 @@ def run_predict(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     if context.enabled:
         barrier(context)
         if context.is_main:
-            merge_parts(out)
-            update_metadata(out, finished=now(), world_size=context.world_size)
+            results.merge_parts()
+            results.close(finished=now(), world_size=context.world_size)
     return CertifyOutcome(out, len(todo), len(run.indices) - len(todo), len(run.indices), context.rank)
