@@ -101,16 +101,19 @@ class ConfigDefaultsCommand(TyperCommand):
     config_keys: Mapping[str, str] = {}
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
-        self.epilog = None
+        epilog = self.epilog
         try:
             shown = effective_defaults(self.config_keys, _config_argument(ctx))
         except CertkitError as error:  # a broken config must not hide the help; say why values are missing
-            self.epilog = f"Config defaults not shown: {error}"
+            self.epilog = "\n\n".join(filter(None, [epilog, f"Config defaults not shown: {error}"]))
             shown = {}
         for param in self.params:
             if param.name in shown:
                 param.show_default = shown[param.name]
-        super().format_help(ctx, formatter)
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.epilog = epilog
 
 
 def effective_defaults(keys: Mapping[str, str], config_file: Path | None) -> dict[str, str]:
