@@ -80,3 +80,26 @@ def test_pretraining_on_two_processes(tmp_path):
     run = json.loads((tmp_path / "run/run.json").read_text())
     assert run["world_size"] == 2 and run["effective_batch"] == 32
     assert (tmp_path / "run/weights.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_launcher_is_one_line_from_rank_0(tmp_path):
+    """Ctrl-C reaches the launcher (the ranks run in their own sessions); it passes SIGINT on, and
+    rank 0 alone prints what is saved (rows of both ranks' part files) and the command as typed."""
+    import re
+    import signal
+    import time
+
+    args = [sys.executable, "-m", "certkit", *ARGS[:2], "40", *ARGS[3:], "--n", "4000", "--out", "d.tsv", "--nproc-per-node", "2"]
+    launcher = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    part = tmp_path / "d.tsv.rank0"
+    while not (part.exists() and part.read_bytes().count(b"\n") >= 2):  # a row of rank 0 on disk
+        assert launcher.poll() is None, launcher.communicate()
+        time.sleep(0.05)  # polling interval
+    launcher.send_signal(signal.SIGINT)
+    _, err = launcher.communicate()
+    assert launcher.returncode == 130, err
+    line = err.strip()
+    found = re.fullmatch(r"interrupted: (\d+) images? (?:is|are) saved in d\.tsv; resume with: (.+)", line)
+    assert found, err
+    assert int(found[1]) >= 1 and found[2].endswith("--out d.tsv --nproc-per-node 2")

@@ -9,6 +9,7 @@ for an abbreviation of torchrun's ``--max-restarts``, and users need not know th
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 from typing import Annotated
@@ -54,6 +55,10 @@ def launch(nproc: int) -> None:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
+    # The elastic agent logs each signal it forwards and each process it stops; the ranks' own
+    # lines (an error, or what Ctrl-C saved) are what the user needs.
+    for name in [name for name in logging.root.manager.loggerDict if name.startswith("torch.distributed.elastic")]:
+        logging.getLogger(name).setLevel(logging.ERROR)  # each has its own level, set by torch
     args = torchrun.parse_args(["--standalone", "--nproc-per-node", str(nproc), "-m", "certkit"])
     typed = command_line()
     if typed is None:
