@@ -240,7 +240,7 @@ def test_certify_killed_20_times_equals_the_uninterrupted_run(server, tmp_path):
         rows_before = rows_in(killed_file)
         done = max(rows_before, 0)
         if kill in (0, 1) or (2 <= kill < 18 and rng.random() < 0.3):  # start-up or resume, before a new row
-            how, lowest, window = "start-up", done, {"delay": rng.uniform(0, first_row), "before": rows_state(done + 1)}
+            how, lowest, window = "start-up", rows_before, {"delay": rng.uniform(0, first_row), "before": rows_state(done + 1)}
         elif kill < 18:  # inside the 1st to 3rd image from now, never the last ones (those are kill 18's)
             target = min(done + rng.randint(1, 3), IMAGES - 3)
             how, lowest, window = "mid-run", target, {"after": rows_state(target), "delay": rng.uniform(0, per_image), "before": rows_state(target + 1)}
