@@ -25,7 +25,7 @@ def certkit_register_certifiers(register) -> None:
     from certkit.certifiers.sequential import SequentialCertifier
 
     register("cohen", CohenCertifier, description="Cohen et al. 2019 CERTIFY: N0 selects, N estimates, Clopper-Pearson bound")
-    register("sequential", SequentialCertifier, description="Cohen's certificate with early stopping: growing looks, alpha spent across them, stops once the --radii grid radius is decided")
+    register("sequential", SequentialCertifier, description="Cohen's certificate with early stopping: looks chosen per image, alpha spent on the lower bounds only (Clopper-Pearson or -O bound=betting), stops once the --radii grid radius is decided")
 
 
 @hookimpl

@@ -1,10 +1,27 @@
-"""Exact binomial statistics behind the certificates (scipy.stats only, no approximations)."""
+"""Exact binomial statistics behind the certificates (scipy.stats only, no approximations).
+
+Two kinds of lower bound on a binomial p:
+
+- Clopper-Pearson (:func:`clopper_pearson_lower`): valid at one sample size fixed in advance.
+  Several of them (looks of a sequential run) hold together by the union bound.
+- The betting confidence sequence (:func:`betting_lower`): valid at every sample size at once.
+  It is the Krichevsky-Trofimov mixture martingale
+  M_n(q) = B(k + a, n - k + a) / B(a, a) / (q^k (1 - q)^(n - k)), a = 1/2: under p = q it is a
+  nonnegative martingale with mean 1, so by Ville's inequality P(exists n: M_n(p) >= 1/alpha)
+  <= alpha, and the set {q : M_n(q) < 1/alpha} holds p at every n at once.
+"""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+from scipy.optimize import brentq
+from scipy.special import betaln, xlog1py, xlogy
 from scipy.stats import beta, binomtest, norm
+
+#: The Krichevsky-Trofimov prior Beta(1/2, 1/2) of the betting confidence sequence.
+KT_PRIOR = 0.5
 
 
 def clopper_pearson_lower(successes: int, trials: int, alpha: float) -> float:
@@ -41,12 +58,52 @@ def gaussian_radius(sigma: float, p_lower: float) -> float:
 
 
 def min_samples_to_certify(alpha: float) -> int:
-    """Smallest N for which N hits out of N give a lower bound of at least 1/2.
+    """Smallest N for which N hits out of N give a lower bound above 1/2 (a certificate needs
+    pA_lower > 1/2 strictly).
 
-    The all-hit bound is alpha ** (1/N), which reaches 1/2 exactly when N >= log2(1/alpha).
+    The all-hit bound is alpha ** (1/N), which exceeds 1/2 exactly when N > log2(1/alpha).
     """
-    n = max(1, math.ceil(math.log2(1.0 / alpha)))
-    return n if clopper_pearson_lower(n, n, alpha) >= 0.5 else n + 1  # guard float rounding
+    n = max(1, math.floor(math.log2(1.0 / alpha)) + 1)
+    while clopper_pearson_lower(n, n, alpha) <= 0.5:  # guard float rounding
+        n += 1
+    while n > 1 and clopper_pearson_lower(n - 1, n - 1, alpha) > 0.5:
+        n -= 1
+    return n
+
+
+def betting_log_wealth(successes, trials, p, prior: float = KT_PRIOR):
+    """log M_n(p): the log wealth of the Krichevsky-Trofimov mixture bettor against ``p`` after
+    ``successes`` hits out of ``trials``. Works elementwise on arrays."""
+    k, n = np.asarray(successes, dtype=float), np.asarray(trials, dtype=float)
+    return betaln(k + prior, n - k + prior) - betaln(prior, prior) - xlogy(k, p) - xlog1py(n - k, -np.asarray(p, dtype=float))
+
+
+def betting_lower(successes: int, trials: int, alpha: float, prior: float = KT_PRIOR) -> float:
+    """Anytime-valid (1 - alpha) lower confidence bound on a binomial p.
+
+    With probability at least 1 - alpha, p >= the returned value at *every* sample size at
+    once, however the sample size was chosen. It is the smallest q <= k/n with M_n(q) < 1/alpha.
+    """
+    if successes <= 0 or trials <= 0:
+        return 0.0
+    k, n = successes, trials
+    target = math.log(1.0 / alpha)
+    mixture = math.lgamma(k + prior) + math.lgamma(n - k + prior) - math.lgamma(n + 2 * prior) - (2 * math.lgamma(prior) - math.lgamma(2 * prior))
+
+    def excess(q: float) -> float:  # log M_n(q) - log(1/alpha), scalar and fast: it runs at every look
+        return mixture - k * math.log(q) - (n - k) * math.log1p(-q) - target
+
+    high = k / n
+    if high >= 1.0:
+        high = 1.0 - 1e-16
+    if excess(high) >= 0:  # cannot happen for a mixture; guards rounding
+        return high
+    return float(brentq(excess, 1e-300, high, xtol=1e-14, rtol=1e-12))
+
+
+def betting_upper(successes: int, trials: int, alpha: float, prior: float = KT_PRIOR) -> float:
+    """Anytime-valid (1 - alpha) upper confidence bound on a binomial p (the lower bound of the misses)."""
+    return 1.0 - betting_lower(trials - successes, trials, alpha, prior)
 
 
 def min_samples_to_predict(alpha: float) -> int:

@@ -20,6 +20,7 @@ class CohenCertifier:
 
     With probability at least 1 - alpha over the noise, if the returned prediction is not
     ABSTAIN, the smoothed classifier g returns it at every point within ``radius`` (L2) of x.
+    It abstains unless the lower bound is strictly above 1/2 (Cohen et al.'s rule).
     """
 
     name = "cohen"
@@ -39,7 +40,7 @@ class CohenCertifier:
         minimum = min_samples_to_certify(settings.alpha)
         if settings.n < minimum:
             raise CertkitError(
-                f"n = {settings.n} can never certify at alpha = {settings.alpha}: even {settings.n} hits out of {settings.n} bound pA below 1/2.",
+                f"n = {settings.n} can never certify at alpha = {settings.alpha}: even {settings.n} hits out of {settings.n} do not bound pA above 1/2.",
                 f"Use --n {minimum} or more (more gives larger radii), or a larger --alpha.",
             )
 
@@ -53,9 +54,9 @@ class CohenCertifier:
         count = int(estimation[candidate])
         p_lower = clopper_pearson_lower(count, settings.n, settings.alpha)
         samples = settings.n0 + settings.n
-        if p_lower < 0.5:
-            return Certificate(ABSTAIN, 0.0, p_lower, samples, settings.n, count, int(selection[candidate]), smoother.norm)
-        return Certificate(candidate, smoother.radius(p_lower), p_lower, samples, settings.n, count, int(selection[candidate]), smoother.norm)
+        if p_lower <= 0.5:
+            return Certificate(ABSTAIN, 0.0, p_lower, samples, settings.n, count, int(selection[candidate]), getattr(smoother, "norm", "l2"))
+        return Certificate(candidate, smoother.radius(p_lower), p_lower, samples, settings.n, count, int(selection[candidate]), getattr(smoother, "norm", "l2"))
 
 
 def check_predict(n: int, alpha: float) -> None:

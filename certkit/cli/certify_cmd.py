@@ -59,11 +59,12 @@ def certify(
     compile: Compile = False,
     auto_batch: AutoBatch = False,
     radii: Annotated[Optional[str], typer.Option("--radii", help='Radius grid of the table, and where --certifier sequential stops: "0,0.5,1" or "0:1.5:0.25" (default report.radii).', show_default=False)] = None,
-    option: Annotated[list[str], typer.Option("--option", "-O", help="Certifier option as key=value (repeatable), e.g. -O first=1000 for sequential.")] = [],  # noqa: B006
+    option: Annotated[list[str], typer.Option("--option", "-O", help="Certifier option as key=value (repeatable), e.g. -O bound=betting for sequential, -O radius=0.5 for horvath.")] = [],  # noqa: B006
     smoother: opt.Smoother = None,
     smoother_option: opt.SmootherOption = [],  # noqa: B006
     model_option: opt.ModelOption = [],  # noqa: B006
     spec: opt.Spec = None,
+    stop_if_wrong: Annotated[bool, typer.Option("--stop-if-wrong", help="Evaluation shortcut: stop an image after selection when the selected class is not its label. The certified-accuracy table is unchanged; cut rows hold no certificate (column 'cut' = 1).")] = False,
     overwrite: opt.Overwrite = False,
     config_file: opt.ConfigFile = None,
     nproc_per_node: NprocPerNode = 1,
@@ -104,7 +105,8 @@ def certify(
         certifier=c.certifier, smoother=c.smoother, engine=c.engine, skip=c.skip, max=c.max,
         device=settings.device, out=out, output_dir=settings.output_dir, overwrite=overwrite,
         onnx=onnx, precision=precision, channels_last=channels_last, compile=compile, auto_batch=auto_batch,
-        radii=tuple(grid), certifier_options=opt.parse_key_values(option, "--option", "first=1000"),
+        radii=tuple(grid), certifier_options=opt.parse_key_values(option, "--option", "bound=betting"),
+        stop_if_wrong=stop_if_wrong,
         smoother_options=opt.parse_key_values(smoother_option, "--smoother-option", "key=0.5"),
         model_options=opt.parse_key_values(model_option, "--model-option", "denoiser=PATH"),
         spec=spec or (model_config.spec if model_config else None),

@@ -27,10 +27,11 @@ COHEN_COLUMNS = ("idx", "label", "predict", "radius", "correct", "time")
 PREDICT_COLUMNS = ("idx", "label", "predict", "correct", "time", "n", "count_top", "count_second", "p_value")
 
 #: metadata keys that define what a results file means; resuming requires them all equal
-IDENTITY_KEYS = ("kind", "model", "checkpoint_sha256", "sigma", "smoother", "smoother_options", "certifier", "certifier_options", "n0", "n", "alpha", "seed", "dataset", "precision")
+IDENTITY_KEYS = ("kind", "model", "checkpoint_sha256", "sigma", "smoother", "smoother_options", "certifier", "certifier_options", "n0", "n", "alpha", "seed", "dataset", "precision", "stop_if_wrong")
 
 #: identity keys newer than some results files, with the value such a file implicitly had
-_IDENTITY_DEFAULTS: dict[str, Any] = {"smoother_options": {}}
+#: (``stop_if_wrong`` is recorded only when on)
+_IDENTITY_DEFAULTS: dict[str, Any] = {"smoother_options": {}, "stop_if_wrong": False}
 
 
 def identity_differences(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -56,7 +57,10 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def format_row(idx: int, label: int, cert: Certificate, seconds: float) -> str:
+def format_row(idx: int, label: int, cert: Certificate, seconds: float, cut: bool | None = None) -> str:
+    """One TSV row; ``cut`` (a ``--stop-if-wrong`` run) adds the trailing ``cut`` column."""
     correct = int(cert.prediction == label)
     fields = (idx, label, cert.prediction, f"{cert.radius:.9g}", correct, f"{seconds:.4f}", f"{cert.p_lower:.9g}", cert.samples, cert.count, cert.selection_count)
+    if cut is not None:
+        fields = (*fields, int(cut))
     return "\t".join(str(f) for f in fields) + "\n"

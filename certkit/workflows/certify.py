@@ -16,13 +16,14 @@ from certkit import plugins
 from certkit.config_schema import DEFAULT_RADII
 from certkit.data import select_indices
 from certkit.engines import Engine, TorchEngine, auto_batch_size, check_precision, resolve_device
+from certkit.certifiers.shortcut import stop_if_wrong
 from certkit.errors import CertkitError
 from certkit.fileio import safe_name
 from certkit.interfaces import CertifyProcess, CertifySettings, CountSampler, InputSpec, Smoother
 from certkit.models import load_classifier
 from certkit.smoothers import build_smoother, describe_smoother, smoother_options, training_mismatch
 from certkit.results.store import ResultsStore
-from certkit.results.writer import format_row
+from certkit.results.writer import COLUMNS, CUT_COLUMNS, format_row
 from certkit.sampling import MonteCarloSampler
 from certkit.training.distributed import barrier, init_from_env, local_device
 from certkit.workflows.resolve import DatasetChoice, open_dataset, resolve_dataset, versions
@@ -67,6 +68,7 @@ class CertifyJob:
     smoother_options: Mapping[str, Any] = field(default_factory=dict)  # -S key=value
     model_options: Mapping[str, Any] = field(default_factory=dict)  # -M key=value
     spec: str | None = None  # input spec preset or file, for weights that carry none (--spec)
+    stop_if_wrong: bool = False  # evaluation shortcut: cut an image whose selected class is not its label
 
 
 ENGINES = ("torch", "onnx")
@@ -235,22 +237,31 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     certifier = plugins.get("certifiers", job.certifier).obj()
     settings = CertifySettings(n0=job.n0, n=job.n, alpha=job.alpha, extra=certifier_extra(job, certifier))
     certifier.check(settings)
+    check_reach = getattr(certifier, "check_reach", None)  # optional: radii that N samples cannot reach
+    if check_reach is not None:
+        check_reach(smoother, settings)
     context = init_from_env(resolve_device(job.device), timeout=RANK_WAIT)
     if context.enabled:
         job = replace(job, device=str(local_device(resolve_device(job.device), context)))
         progress = progress if context.is_main else _Silent()  # one progress bar, not one per rank
+    make_process = getattr(certifier, "process", None)
+    if job.stop_if_wrong and make_process is None:
+        raise CertkitError(f"--stop-if-wrong needs a certifier written as a process, and '{job.certifier}' has only certify().", "Drop --stop-if-wrong.")
     run = prepare(job, configured_datasets, configured_checkpoints, progress, smoother)
     job, choice, indices, dataset = run.job, run.choice, run.indices, run.dataset
+    if job.stop_if_wrong:
+        check_labelled(dataset, indices, choice.name)
     out = job.out or default_output(job, run.source.name, choice, job.certifier)
     info = metadata(job, run, smoother, kind="certify", certifier_options=settings.extra)
-    results = ResultsStore.open(out, info, overwrite=job.overwrite, note=progress.note) if context.is_main else None
+    columns = CUT_COLUMNS if job.stop_if_wrong else COLUMNS
+    results = ResultsStore.open(out, info, overwrite=job.overwrite, note=progress.note, columns=columns) if context.is_main else None
     writer = results
     progress.results_file(out)
     if context.enabled:
         # Every rank reads the same finished rows (after rank 0 checked and merged the file) and
         # takes every world_size-th image still to do: no image twice, none dropped.
         barrier(context)
-        writer = ResultsStore.open_part(out, info, context.rank, context.world_size)
+        writer = ResultsStore.open_part(out, info, context.rank, context.world_size, columns)
     todo = [i for i in indices if i not in writer.done]
     mine = todo[context.rank :: context.world_size]
     sampler = MonteCarloSampler(run.engine, smoother, job.batch, job.seed, on_samples=progress.samples)
@@ -260,13 +271,17 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     progress.start(len(indices) - len(todo) + len(mine), len(indices) - len(todo), description)
     finished = None
     try:
-        make_process = getattr(certifier, "process", None)
         if make_process is not None:
-            outcomes = certify_packed(sampler, dataset, mine, lambda: make_process(smoother, settings))
+            wrap = stop_if_wrong if job.stop_if_wrong else None
+            outcomes = certify_packed(sampler, dataset, mine, lambda: make_process(smoother, settings), wrap)
         else:
             outcomes = certify_one_by_one(sampler, dataset, mine, lambda sample: certifier.certify(sample, smoother, settings))
-        for idx, label, certificate, seconds in outcomes:
-            writer.write(format_row(idx, label, certificate, seconds))
+        for idx, label, result, seconds in outcomes:
+            if job.stop_if_wrong:
+                certificate, cut = result
+                writer.write(format_row(idx, label, certificate, seconds, cut=cut))
+            else:
+                writer.write(format_row(idx, label, result, seconds))
             progress.image_done()
         writer.sort_rows()  # images finish out of order; the finished file is in index order
         finished = now()
@@ -280,14 +295,28 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     return CertifyOutcome(out, len(todo), len(indices) - len(todo), len(indices), context.rank)
 
 
-def certify_packed(sampler: MonteCarloSampler, dataset: Any, todo: list[int], make_process: Callable[[], CertifyProcess]) -> Iterator[tuple[int, int, Any, float]]:
-    """``(idx, label, result, seconds)`` per image as it finishes, with batches packed across images."""
+def check_labelled(dataset: Any, indices: list[int], name: str) -> None:
+    """``--stop-if-wrong`` compares the selected class with the label: refuse data without labels
+    (a dataset whose info says ``labelled = False``, or whose first image has no label)."""
+    unlabelled = getattr(dataset.info, "labelled", True) is False
+    if not unlabelled and indices:
+        label = dataset[indices[0]][1]
+        unlabelled = label is None or int(label) < 0
+    if unlabelled:
+        raise CertkitError(f"--stop-if-wrong compares each image's selected class with its label, and dataset '{name}' has no labels.", "Drop --stop-if-wrong, or use labelled data.")
+
+
+def certify_packed(
+    sampler: MonteCarloSampler, dataset: Any, todo: list[int], make_process: Callable[[], CertifyProcess], wrap: Callable[[CertifyProcess, int], CertifyProcess] | None = None
+) -> Iterator[tuple[int, int, Any, float]]:
+    """``(idx, label, result, seconds)`` per image as it finishes, with batches packed across
+    images; ``wrap(process, label)`` may wrap each image's process (``--stop-if-wrong``)."""
     labels: dict[int, int] = {}
 
     def work() -> Iterator[tuple[int, torch.Tensor, CertifyProcess]]:
         for idx in todo:
             image, labels[idx] = dataset[idx]
-            yield idx, image, make_process()
+            yield idx, image, make_process() if wrap is None else wrap(make_process(), labels[idx])
 
     for idx, result, seconds in sampler.run(work()):
         yield idx, labels.pop(idx), result, seconds
@@ -328,6 +357,7 @@ def metadata(job: CertifyJob, run: Prepared, smoother: Smoother, kind: str, cert
         "norm": smoother.norm,  # what every radius in the file is measured in
         "certifier": job.certifier,
         "certifier_options": certifier_options or None,  # e.g. a sequential run's grid and looks
+        **({"stop_if_wrong": True} if job.stop_if_wrong else {}),  # recorded only when on, so earlier files keep their identity
         "n0": job.n0,
         "n": job.n,
         "alpha": job.alpha,

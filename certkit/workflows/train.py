@@ -120,8 +120,8 @@ def run_finetune(model: str, data: DataRequest, settings: TrainSettings, options
     """Train a classifier for smoothing at ``options.sigma`` with a supervised objective, from
     ``options.init`` (a pretrained checkpoint, through the model's checkpoint filter) or from
     scratch."""
-    if options.sigma <= 0:
-        raise CertkitError(f"sigma must be > 0, got {options.sigma}.", "Pass e.g. --sigma 0.25.")
+    if options.sigma < 0:
+        raise CertkitError(f"sigma must be >= 0, got {options.sigma}.", "Pass e.g. --sigma 0.25 (0: a classifier of clean images).")
     objective = find_objective(options.objective, supervised=True)
     try:
         objective_obj = objective.obj(sigma=options.sigma, **options.objective_options)
