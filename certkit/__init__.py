@@ -1,33 +1,62 @@
 """certkit: pluggable certified robustness for image classifiers.
 
 The public API a plugin may import lives here and in :mod:`certkit.interfaces`.
+
+Only ``__version__``, ``hookimpl`` and ``CertkitError`` are defined on import. Every other
+public name needs torch and is imported on first use (module ``__getattr__``), so that
+``certkit --version`` and ``certkit --help`` start without importing torch;
+``from certkit import InputSpec, hookimpl`` works as before.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 import pluggy
+
+from certkit.errors import CertkitError
 
 __version__ = "0.1.0"
 
 #: Marker for hook implementations: ``@hookimpl def certkit_register_models(register): ...``
 hookimpl = pluggy.HookimplMarker("certkit")
 
-from certkit.errors import CertkitError  # noqa: E402
-from certkit.interfaces import (  # noqa: E402
-    ABSTAIN,
-    NORMS,
-    BaseClassifier,
-    Certificate,
-    Certifier,
-    ClassificationObjective,
-    Corruption,
-    InputSpec,
-    LossOutput,
-    Prediction,
-    PretrainObjective,
-    Smoother,
-)
-from certkit.normalize import Normalize  # noqa: E402
+#: public name -> the module that defines it, imported when the name is first used
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "ABSTAIN", "NORMS", "BaseClassifier", "Certificate", "Certifier", "ClassificationObjective", "Corruption",
+            "InputSpec", "LossOutput", "Prediction", "PretrainObjective", "Smoother",
+        ),
+        "certkit.interfaces",
+    ),
+    "Normalize": "certkit.normalize",
+    # The model-loading API pulls in the plugin registry as well.
+    "load_classifier": "certkit.models",
+    "LoadedClassifier": "certkit.models",
+    "SmoothedClassifier": "certkit.api",
+    "load_images": "certkit.api",
+}
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these come from __getattr__
+    from certkit.api import SmoothedClassifier, load_images
+    from certkit.interfaces import (
+        ABSTAIN,
+        NORMS,
+        BaseClassifier,
+        Certificate,
+        Certifier,
+        ClassificationObjective,
+        Corruption,
+        InputSpec,
+        LossOutput,
+        Prediction,
+        PretrainObjective,
+        Smoother,
+    )
+    from certkit.models import LoadedClassifier, load_classifier
+    from certkit.normalize import Normalize
 
 __all__ = [
     "ABSTAIN",
@@ -54,13 +83,13 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # The model-loading API pulls in the plugin registry; import it when it is first used.
-    if name in ("load_classifier", "LoadedClassifier"):
-        from certkit import models
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'certkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
 
-        return getattr(models, name)
-    if name in ("SmoothedClassifier", "load_images"):
-        from certkit import api
 
-        return getattr(api, name)
-    raise AttributeError(f"module 'certkit' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -82,5 +82,7 @@ def certkit_register_datasets(register: Register) -> None:
 
 @hookspec
 def certkit_register_commands(register: Register) -> None:
-    """Register CLI commands. ``component`` is a ``typer.Typer`` (added as a command group)
-    or a plain function (added as a command). Called when the CLI starts."""
+    """Register CLI commands. ``component`` is a ``typer.Typer`` (added as a command group), a
+    plain function (added as a command), or a ``"module:attribute"`` string naming one, which
+    is imported only when that command runs. ``description`` is the command's line in
+    ``certkit --help``. Called when the CLI lists or runs commands (not for ``--version``)."""

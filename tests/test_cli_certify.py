@@ -93,11 +93,10 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tiny_model, workdir):
     args = [sys.executable, str(driver), "certify", "--model", "tiny-cnn", "--sigma", "0.25", "--n0", "50", "--n", "2000", "--max", "12", "--batch", "250", "--out"]
     subprocess.run([*args, "whole.tsv"], check=True, capture_output=True)
     process = subprocess.Popen([*args, "killed.tsv"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:  # kill -9 once a few rows are on disk, mid-run
-        if os.path.exists("killed.tsv") and len(Path("killed.tsv").read_text().splitlines()) >= 4:
-            break
-        time.sleep(0.02)
+    # kill -9 once a few rows are on disk, mid-run: wait for that state (never for a time)
+    while not (os.path.exists("killed.tsv") and Path("killed.tsv").read_bytes().count(b"\n") >= 4):
+        assert process.poll() is None, f"the run ended ({process.returncode}) before it could be killed"
+        time.sleep(0.02)  # polling interval
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     written = len(Path("killed.tsv").read_text().splitlines()) - 1

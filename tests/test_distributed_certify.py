@@ -49,6 +49,15 @@ def descendants(pid: int) -> list[int]:
     return [grandchild for child in children for grandchild in descendants(child)] + children
 
 
+def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 @pytest.fixture(scope="module")
 def single(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("single")
@@ -74,16 +83,17 @@ def test_killed_distributed_run_resumes_in_one_process(single, tmp_path):
     whole = certkit(*args, "--out", "whole.tsv", cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr
     launched = certkit(*args, "--out", "r.tsv", cwd=tmp_path, ranks=2, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:  # kill -9 every process once both ranks have written rows
-        parts = [tmp_path / f"r.tsv.rank{rank}" for rank in (0, 1)]
-        if all(p.exists() and len(p.read_text().splitlines()) >= 3 for p in parts):
-            break
-        time.sleep(0.05)
-    for pid in (*descendants(launched.pid), launched.pid):  # torchrun puts its workers in their own sessions
+    parts = [tmp_path / f"r.tsv.rank{rank}" for rank in (0, 1)]
+    # kill -9 every process once both ranks have written rows: wait for that state, not a time
+    while not all(p.exists() and p.read_bytes().count(b"\n") >= 3 for p in parts):
+        assert launched.poll() is None, f"the run ended ({launched.returncode}) before it could be killed"
+        time.sleep(0.05)  # polling interval
+    processes = [*descendants(launched.pid), launched.pid]
+    for pid in processes:  # torchrun puts its workers in their own sessions
         os.kill(pid, signal.SIGKILL)
     launched.wait()
-    time.sleep(0.5)
+    while any(alive(pid) for pid in processes):  # a killed worker writes nothing more once it is gone
+        time.sleep(0.05)
     left = sum(len(p.read_text().splitlines()) - 1 for p in parts)
     assert 4 <= left < 24, left
     # The part files alone are a readable report (one curve)...

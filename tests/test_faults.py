@@ -1,6 +1,10 @@
 """Fault injection: kill -9 certification 20 times and pretraining 5 times at random moments,
 resume each time, and get exactly what an uninterrupted run gets (no lost or duplicated rows).
 
+Each kill has a window bounded by file states, not by the clock: it comes a random delay after
+one state (e.g. "the results file has 12 rows"), and at the latest when the next state is
+reached ("13 rows"), so where kills land does not depend on the machine's speed or load.
+
 Every run is a real process killed with SIGKILL. A fresh interpreter spends seconds importing
 torch, so the runs are forked from a small server process that has imported certkit once (and
 registered the tiny test model); a forked run starts at the command itself. The reference runs
@@ -33,6 +37,8 @@ from certkit import plugins
 from certkit.cli.main import build_app, run
 plugins.host().register_plugin(TinyPlugin({checkpoint!r}), name="test-tiny")
 build_app()  # loads every plugin and command module once, before any fork
+# ... and the modules the commands import when they run, so every forked run starts at its first line
+import certkit.cli.certify_cmd, certkit.cli.train_cmd, certkit.cli.progress, certkit.config, certkit.results.report  # noqa: E401
 import certkit.workflows.certify, certkit.workflows.train  # noqa: E401
 
 def lines_in(path):
@@ -42,12 +48,37 @@ def lines_in(path):
     except FileNotFoundError:
         return -1
 
+def identity(path):
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (found.st_ino, found.st_mtime_ns, found.st_size)
+
+class State:
+    # A file state: "lines": it has at least that many newlines; "replaced": it was created or
+    # replaced (atomic rename) at least that many times since the run started.
+    def __init__(self, cwd, spec):
+        self.path, self.lines, self.replaced = os.path.join(cwd, spec["file"]), spec.get("lines"), spec.get("replaced")
+        self.last, self.changes = identity(self.path), 0
+
+    def reached(self):
+        if self.lines is not None:
+            return lines_in(self.path) >= self.lines
+        current = identity(self.path)
+        if current is not None and current != self.last:
+            self.changes += 1
+        self.last = current
+        return self.changes >= self.replaced
+
 print("ready", flush=True)
 for request in sys.stdin:
     request = json.loads(request)
-    cwd, trigger, delay = request["cwd"], request.get("trigger_lines"), request.get("delay")
+    cwd = request["cwd"]
     watch = os.path.join(cwd, request["watch"]) if request.get("watch") else None
     sys.stdout.flush(); sys.stderr.flush()
+    after = State(cwd, request["after"]) if request.get("after") else None
+    before = State(cwd, request["before"]) if request.get("before") else None
     began = time.monotonic()
     pid = os.fork()
     if pid == 0:  # the run: output to its log, exit status as the CLI's
@@ -65,10 +96,10 @@ for request in sys.stdin:
         finally:
             sys.stdout.flush(); sys.stderr.flush()
             os._exit(code)
-    # Watch the run; kill it (our unreaped child, so the pid is still its) at the moment asked.
-    seen, line_times, kill_at, status = lines_in(watch) if watch else -1, [], None, None
-    if trigger is None and delay is not None:
-        kill_at = began + delay
+    # Watch the run (our unreaped child, so the pid is still its) and SIGKILL it inside its
+    # window: `delay` seconds after state `after`, but never later than state `before`.
+    kill_requested = request.get("delay") is not None or before is not None
+    seen, line_times, kill_at, status, how = lines_in(watch) if watch else -1, [], None, None, None
     while status is None:
         done, raw = os.waitpid(pid, os.WNOHANG)
         now = time.monotonic()
@@ -80,16 +111,22 @@ for request in sys.stdin:
             if count != seen:
                 seen = count
                 line_times.append([count, round(now - began, 3)])
-            if trigger is not None and kill_at is None and count >= trigger:
-                kill_at = now + (delay or 0.0)
-        if (kill_at is not None and now >= kill_at) or now - began > request.get("timeout", 300):
+        if kill_requested and kill_at is None and (after is None or after.reached()):
+            kill_at = now + (request.get("delay") or 0.0)
+        if before is not None and before.reached():
+            how = "at the window's end"
+        elif kill_at is not None and now >= kill_at:
+            how = "after the delay"
+        elif now - began > request.get("timeout", 1800):  # a hung run fails the test, it is not a kill moment
+            how = "timeout"
+        if how:
             os.kill(pid, signal.SIGKILL)
             status = os.waitpid(pid, 0)[1]
             break
-        time.sleep(0.002)
+        time.sleep(0.002)  # polling interval; every kill waits for a file state
     killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     code = None if killed else os.waitstatus_to_exitcode(status)
-    print(json.dumps({{"killed": killed, "code": code, "seconds": time.monotonic() - began, "line_times": line_times}}), flush=True)
+    print(json.dumps({{"killed": killed, "how": how, "code": code, "seconds": time.monotonic() - began, "line_times": line_times}}), flush=True)
 """
 
 
@@ -104,18 +141,23 @@ class ForkServer:
         assert self.process.stdout.readline().strip() == "ready"
         self.attempt = 0
 
-    def run(self, argv: list[str], watch: str | None = None, trigger_lines: int | None = None, delay: float | None = None) -> dict:
-        """Run ``certkit *argv`` in the current directory; SIGKILL it ``delay`` s after its start,
-        or ``delay`` s after ``watch`` first has ``trigger_lines`` lines; no kill when neither is given.
-        Answers ``killed``, ``code`` (exit code unless killed), ``seconds`` and ``line_times``
-        (``[lines in watch, seconds]`` at each change seen)."""
+    def run(self, argv: list[str], watch: str | None = None, after: dict | None = None, delay: float | None = None, before: dict | None = None) -> dict:
+        """Run ``certkit *argv`` in the current directory. Without ``delay`` and ``before`` it runs
+        to its end. Otherwise it is SIGKILLed ``delay`` s after the file state ``after`` (from
+        its start when None), and at the latest when the file state ``before`` is reached; a
+        state is ``{"file": F, "lines": n}`` (F has n newlines) or ``{"file": F, "replaced": n}``
+        (F was created or atomically replaced n times during this run). Answers ``killed``,
+        ``how``, ``code`` (exit code unless killed), ``seconds`` and ``line_times`` (``[lines in
+        watch, seconds]`` at each change seen)."""
         self.attempt += 1
-        request = {"argv": argv, "cwd": os.getcwd(), "log": f"attempt-{self.attempt:02d}.log", "watch": watch, "trigger_lines": trigger_lines, "delay": delay}
+        request = {"argv": argv, "cwd": os.getcwd(), "log": f"attempt-{self.attempt:02d}.log", "watch": watch, "after": after, "delay": delay, "before": before}
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         answer = self.process.stdout.readline()
         assert answer, "the fork server died"
-        return {**json.loads(answer), "log": request["log"]}
+        result = {**json.loads(answer), "log": request["log"]}
+        assert result["how"] != "timeout", Path(result["log"]).read_text()[-3000:]
+        return result
 
     def close(self) -> None:
         self.process.stdin.close()
@@ -175,11 +217,17 @@ IMAGES = 40
 CERTIFY = ["certify", "--model", "tiny-cnn", "--sigma", "0.25", "--n0", "50", "--n", "4000", "--max", str(IMAGES), "--batch", "250", "--seed", "11", "--device", "cpu", "--out"]
 
 
+def rows_state(rows: int) -> dict:
+    """The state "killed.tsv has ``rows`` complete rows" (its header is one more line)."""
+    return {"file": "killed.tsv", "lines": rows + 1}
+
+
 def test_certify_killed_20_times_equals_the_uninterrupted_run(server, tmp_path):
     reference = server.run([*CERTIFY, "whole.tsv"], watch="whole.tsv")
     finished(reference)
     print(f"\nreference run: {reference['seconds']:.2f} s, (lines, s): {reference['line_times']}")
-    header = next(t for lines, t in reference["line_times"] if lines >= 1)
+    # The reference's pace only sets the scale of the random delays; where each kill may land is
+    # fixed by file states (its window), whatever the machine's speed or load.
     first_row = next(t for lines, t in reference["line_times"] if lines >= 2)
     last_row = next(t for lines, t in reference["line_times"] if lines >= IMAGES + 1)
     per_image = (last_row - first_row) / (IMAGES - 1)
@@ -190,28 +238,25 @@ def test_certify_killed_20_times_equals_the_uninterrupted_run(server, tmp_path):
     moments: list[dict] = []
     for kill in range(20):
         rows_before = rows_in(killed_file)
-        if kill == 0:  # before the new file appears
-            how, request = "start-up", {"delay": rng.uniform(0, header)}
-        elif kill == 1:  # between the new file and its first row
-            how, request = "start-up", {"delay": rng.uniform(header, first_row)}
+        done = max(rows_before, 0)
+        if kill in (0, 1) or (2 <= kill < 18 and rng.random() < 0.3):  # start-up or resume, before a new row
+            how, lowest, window = "start-up", rows_before, {"delay": rng.uniform(0, first_row), "before": rows_state(done + 1)}
+        elif kill < 18:  # inside the 1st to 3rd image from now, never the last ones (those are kill 18's)
+            target = min(done + rng.randint(1, 3), IMAGES - 3)
+            how, lowest, window = "mid-run", target, {"after": rows_state(target), "delay": rng.uniform(0, per_image), "before": rows_state(target + 1)}
         elif kill == 18:  # in the last image
-            how, request = "last image", {"trigger_lines": IMAGES, "delay": rng.uniform(0, per_image)}
-        elif kill == 19:  # after the last row: sorting, closing, printing
-            how, request = "after the last row", {"trigger_lines": IMAGES + 1, "delay": rng.uniform(0, tail / 2)}
-        elif rng.random() < 0.3:  # start-up or resume, before the first new row
-            how, request = "start-up", {"delay": rng.uniform(0, first_row)}
-        else:  # somewhere inside the 1st to 3rd image from now
-            target = min(max(rows_before, 0) + rng.randint(1, 3), IMAGES)
-            how, request = "mid-run", {"trigger_lines": target + 1, "delay": rng.uniform(0, per_image)}  # + header
-        result = server.run([*CERTIFY, "killed.tsv"], watch="killed.tsv", **request)
+            how, lowest, window = "last image", IMAGES - 1, {"after": rows_state(IMAGES - 1), "delay": rng.uniform(0, per_image), "before": rows_state(IMAGES)}
+        else:  # after the last row: sorting, closing, printing (the run may end first)
+            how, lowest, window = "after the last row", IMAGES, {"after": rows_state(IMAGES), "delay": rng.uniform(0, tail / 2)}
+        result = server.run([*CERTIFY, "killed.tsv"], watch="killed.tsv", **window)
         check_resumable(result)
-        moments.append({"chosen": how, "rows_before": rows_before, "rows_after": rows_in(killed_file), "killed": result["killed"]})
+        moments.append({"chosen": how, "lowest": lowest, "rows_before": rows_before, "rows_after": rows_in(killed_file), "killed": result["killed"], "how": result["how"]})
     finished(server.run([*CERTIFY, "killed.tsv"]))
 
     landed = Counter(landing(m, IMAGES) for m in moments)
     print(f"kill moments ({len(moments)}), where they landed: {dict(landed)}")
     for m in moments:
-        print(f"  chosen {m['chosen']:18s} rows {m['rows_before']:3d} -> {m['rows_after']:3d}  {landing(m, IMAGES)}")
+        print(f"  chosen {m['chosen']:18s} rows {m['rows_before']:3d} -> {m['rows_after']:3d}  {landing(m, IMAGES)} ({m['how']})")
 
     whole, resumed = rows_without_time(tmp_path / "whole.tsv"), rows_without_time(tmp_path / "killed.tsv")
     indices = [row[0] for row in resumed[1:]]
@@ -223,9 +268,13 @@ def test_certify_killed_20_times_equals_the_uninterrupted_run(server, tmp_path):
     for key in ("kind", "model", "checkpoint_sha256", "sigma", "n0", "n", "alpha", "seed", "dataset", "precision"):
         assert meta[key] == reference_meta[key], key
     assert meta["finished"] and len(meta["resumed"]) >= 1
-    # Not vacuous: the kills really landed while the file was part-written, many with new rows.
+    # Not vacuous: every kill but the last landed inside its window, most of them with new rows
+    # on disk and the file part-written.
+    assert all(m["killed"] for m in moments[:19]), moments
+    assert all(m["rows_after"] >= m["lowest"] for m in moments if m["killed"]), moments
+    after_new_rows = [m for m in moments if m["chosen"] == "mid-run" and max(m["rows_before"], 0) < m["lowest"]]  # windows that open on a new row
+    assert len(after_new_rows) >= 8 and all(landing(m, IMAGES) == "mid-run" for m in after_new_rows), moments
     assert sum(1 for m in moments if m["killed"] and 0 < m["rows_after"] < IMAGES) >= 10, moments
-    assert landed["mid-run"] >= 5 and sum(m["killed"] for m in moments) >= 18, moments
 
 
 # --- pretraining --------------------------------------------------------------------------------
@@ -245,22 +294,28 @@ def test_pretrain_killed_5_times_equals_the_uninterrupted_run(server, tmp_path):
     reference = server.run([*PRETRAIN, "whole"], watch="whole/log.jsonl")
     finished(reference)
     print(f"\nreference run: {reference['seconds']:.2f} s, (lines, s): {reference['line_times']}")
+    # As for certification, the reference's pace only scales the random delays.
     epoch_ends = [t for lines, t in reference["line_times"] if lines >= 1]
     epoch = (epoch_ends[-1] - epoch_ends[0]) / (len(epoch_ends) - 1)
     startup = max(epoch_ends[0] - epoch, 0.0)
 
+    # Two of the five kills come after a commit of this run (so it resumes from a checkpoint), the
+    # others before its first commit: at most 2 x 2 + 3 x 1 = 7 epochs commit, so every kill lands
+    # before the run's end, whatever the machine's speed or load.
     rng = random.Random(5)
+    after_a_commit = set(rng.sample(range(5), 2))
+    commits = "killed/checkpoint-last.pth"  # replaced atomically at each epoch's end: the commit point
     log = tmp_path / "killed/log.jsonl"
     moments = []
-    for _ in range(5):  # a kill lets at most about two more epochs commit, so all land before the end
+    for kill in range(5):
         done = committed_epochs(tmp_path / "killed")
-        if rng.random() < 0.5:  # in start-up (or resume), or in the first epoch it runs
-            how, request = "from start", {"delay": rng.uniform(0, startup + epoch)}
-        else:  # in the epoch after the next one is logged
-            how, request = "after next epoch", {"trigger_lines": done + 1, "delay": rng.uniform(0, epoch)}
-        result = server.run([*PRETRAIN, "killed"], watch="killed/log.jsonl", **request)
+        if kill in after_a_commit:  # after this run's first commit, before its second
+            how, window, allowed = "after a commit", {"after": {"file": commits, "replaced": 1}, "delay": rng.uniform(0, epoch), "before": {"file": commits, "replaced": 2}}, (done + 1, done + 2)
+        else:  # in start-up (or resume), or in the first epoch it runs
+            how, window, allowed = "from start", {"delay": rng.uniform(0, startup + epoch), "before": {"file": commits, "replaced": 1}}, (done, done + 1)
+        result = server.run([*PRETRAIN, "killed"], watch="killed/log.jsonl", **window)
         check_resumable(result)
-        moments.append({"chosen": how, "delay_s": round(request["delay"], 2), "epochs_before": done, "epochs_after": committed_epochs(tmp_path / "killed"), "log_lines": max(lines_of(log), 0), "killed": result["killed"]})
+        moments.append({"chosen": how, "delay_s": round(window["delay"], 2), "epochs_before": done, "allowed": allowed, "epochs_after": committed_epochs(tmp_path / "killed"), "log_lines": max(lines_of(log), 0), "killed": result["killed"], "how": result["how"]})
     finished(server.run([*PRETRAIN, "killed"]))
     print("pretrain kills:", *moments, sep="\n  ")
 
@@ -279,8 +334,8 @@ def test_pretrain_killed_5_times_equals_the_uninterrupted_run(server, tmp_path):
         assert state["epoch"] == last_epoch
         for key, tensor in torch.load(tmp_path / "whole" / name, weights_only=True)["model"].items():
             assert torch.equal(state["model"][key], tensor), (name, key)
-    assert sum(1 for m in moments if m["killed"] and m["epochs_after"] < EPOCHS) >= 4, moments
-    assert sum(1 for m in moments if m["epochs_after"] > m["epochs_before"]) >= 1, moments  # resumed from a checkpoint
+    assert all(m["killed"] and m["allowed"][0] <= m["epochs_after"] <= m["allowed"][1] < EPOCHS for m in moments), moments
+    assert sum(1 for m in moments if m["epochs_after"] > m["epochs_before"]) >= 2, moments  # resumed from a checkpoint
 
 
 @pytest.mark.parametrize("moment", ["before", "after"])

@@ -6,15 +6,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from certkit.cli import options as opt
-from certkit.cli.progress import ImageProgress
-from certkit.config import load_settings
-from certkit.results.metrics import parse_radii
-from certkit.results.reader import read_results
-from certkit.results.report import build_report, render_table
-from certkit.workflows.certify import CertifyJob, run_certify
+from certkit.cli.interrupt import images_saved, on_interrupt
+from certkit.cli.launch import NprocPerNode, launch, wants_launch
 
 # Engine options, shared with `certkit predict`.
 Engine = Annotated[Optional[str], typer.Option("--engine", help="Where forward passes run: torch, or onnx (onnxruntime; without --onnx the model is first exported to a temporary, verified ONNX file).", show_default=False)]
@@ -30,6 +25,16 @@ def engine_overrides(engine: str | None, onnx: Path | None) -> str | None:
     return engine if engine is not None or onnx is None else "onnx"
 
 
+#: parameters whose defaults are config keys (shown with their source in --help)
+CONFIG_KEYS = {
+    "model": "certify.model", "sigma": "certify.sigma", "data": "certify.data", "split": "certify.split",
+    "n0": "certify.n0", "n": "certify.n", "alpha": "certify.alpha", "batch": "certify.batch", "skip": "certify.skip",
+    "max_images": "certify.max", "seed": "seed", "device": "device", "certifier": "certify.certifier",
+    "engine": "certify.engine", "radii": "report.radii", "smoother": "certify.smoother",
+}
+
+
+@opt.config_defaults(CONFIG_KEYS)
 def certify(
     model: opt.Model = None,
     sigma: opt.Sigma = None,
@@ -62,6 +67,7 @@ def certify(
     stop_if_wrong: Annotated[bool, typer.Option("--stop-if-wrong", help="Evaluation shortcut: stop an image after selection when the selected class is not its label. The certified-accuracy table is unchanged; cut rows hold no certificate (column 'cut' = 1).")] = False,
     overwrite: opt.Overwrite = False,
     config_file: opt.ConfigFile = None,
+    nproc_per_node: NprocPerNode = 1,
 ) -> None:
     """Certify a model with randomized smoothing (Cohen et al. CERTIFY) and print the table.
 
@@ -69,6 +75,18 @@ def certify(
     Rerunning the same command resumes an interrupted run. With --onnx FILE it certifies an
     exported model (see 'certkit export') with onnxruntime alone.
     """
+    if wants_launch(nproc_per_node):
+        return launch(nproc_per_node)
+    # Imported here, not at the top: `certkit certify --help` must not import torch.
+    from rich.console import Console
+
+    from certkit.cli.progress import ImageProgress
+    from certkit.config import load_settings
+    from certkit.results.metrics import parse_radii
+    from certkit.results.reader import read_results
+    from certkit.results.report import build_report, render_table
+    from certkit.workflows.certify import CertifyJob, run_certify
+
     overrides = {
         "certify.model": model, "certify.sigma": sigma, "certify.data": data, "certify.split": split,
         "certify.n0": n0, "certify.n": n, "certify.alpha": alpha, "certify.batch": batch,
@@ -94,7 +112,8 @@ def certify(
         spec=spec or (model_config.spec if model_config else None),
     )
     console = Console()
-    with ImageProgress(console) as progress:
+    progress = ImageProgress(console)
+    with on_interrupt(lambda: images_saved(progress.results_path)), progress:
         outcome = run_certify(job, settings.datasets, model_config.checkpoints if model_config else None, progress)
     if outcome.rank != 0:
         return  # under torchrun, rank 0 prints the table of the merged file

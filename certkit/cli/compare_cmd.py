@@ -6,20 +6,30 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
+from typing import TYPE_CHECKING
+
 import typer
-from rich.console import Console
 
 from certkit.cli import options as opt
-from certkit.cli.progress import ImageProgress
-from certkit.config import load_settings
-from certkit.results.metrics import default_radius_grid, parse_radii
-from certkit.results.plot import curves_for, plot_certified_accuracy
-from certkit.results.report import build_report, render_table, write_csv, write_markdown
-from certkit.workflows.compare import Comparison, parse_entry, run_compare
+from certkit.cli.interrupt import images_saved, on_interrupt
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from certkit.workflows.compare import Comparison
 
 MISMATCH_MARK = " *"
 
 
+#: parameters whose defaults are config keys (shown with their source in --help)
+CONFIG_KEYS = {
+    "sigma": "certify.sigma", "data": "certify.data", "split": "certify.split", "n0": "certify.n0", "n": "certify.n",
+    "alpha": "certify.alpha", "seed": "seed", "skip": "certify.skip", "max_images": "certify.max", "batch": "certify.batch",
+    "device": "device", "radii": "report.radii", "smoother": "certify.smoother",
+}
+
+
+@opt.config_defaults(CONFIG_KEYS)
 def compare(
     entries: Annotated[list[str], typer.Argument(metavar="ENTRY", help="What to compare, each [LABEL:]SOURCE: a results .tsv, a weights file, MODEL, or MODEL=CHECKPOINT.")],
     sigma: opt.Sigma = None,
@@ -49,6 +59,14 @@ def compare(
     Settings come from the flags, else from the first results file given, else from the
     config. Models are certified into --out-dir (rerunning resumes, and reuses finished files).
     """
+    # Imported here, not at the top: `certkit compare --help` must not import torch.
+    from rich.console import Console
+
+    from certkit.cli.progress import ImageProgress
+    from certkit.config import load_settings
+    from certkit.results.metrics import parse_radii
+    from certkit.workflows.compare import parse_entry, run_compare
+
     requested = parse_radii(radii) if radii is not None else None
     overrides = {
         "certify.sigma": sigma, "certify.data": data, "certify.split": split, "certify.n0": n0, "certify.n": n, "certify.alpha": alpha,
@@ -68,7 +86,8 @@ def compare(
     parsed = [parse_entry(text) for text in entries]
     checkpoints = {model: entry.checkpoints for model, entry in settings.models.items()}
     console = Console()
-    with ImageProgress(console) as progress:
+    progress = ImageProgress(console)
+    with on_interrupt(lambda: images_saved(progress.results_path)), progress:
         comparison = run_compare(
             parsed, given, config, out_dir, settings.output_dir, c.batch, settings.device, allow_mismatch, overwrite,
             settings.datasets, checkpoints, progress,
@@ -77,6 +96,10 @@ def compare(
 
 
 def _print_and_write(comparison: Comparison, requested: list[float] | None, name: str, console: Console) -> None:
+    from certkit.results.metrics import default_radius_grid
+    from certkit.results.plot import curves_for, plot_certified_accuracy
+    from certkit.results.report import build_report, render_table, write_csv, write_markdown
+
     methods = comparison.methods
     results = [m.results for m in methods]
     labels = [m.label + (MISMATCH_MARK if m.differences else "") for m in methods]

@@ -1,14 +1,33 @@
-"""Option types shared by several commands, declared once."""
+"""Option types shared by several commands, declared once; help that shows config defaults."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
-import yaml
+from typer.core import TyperCommand
 
 from certkit.errors import CertkitError
+
+#: ``ctx.meta`` key under which the ``certkit`` group keeps the arguments the user typed
+ARGV_KEY = "certkit.argv"
+
+#: the command line of the running command, as typed: program ("certkit", "python -m certkit")
+#: and arguments. Recorded by the ``certkit`` group (typer may bring its own copy of click, so
+#: click's current-context stack is not a reliable way to find it).
+_typed: tuple[str, list[str]] | None = None
+
+
+def record_command_line(program: str, arguments: list[str]) -> None:
+    global _typed
+    _typed = (program, list(arguments))
+
+
+def command_line() -> tuple[str, list[str]] | None:
+    """``(program, arguments)`` of the running command, or None outside the CLI."""
+    return _typed
 
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="YAML config file (overrides ./certkit.yaml).", show_default=False)]
 Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Registered model name (see 'certkit plugins').", show_default=False)]
@@ -34,6 +53,8 @@ Spec = Annotated[Optional[str], typer.Option("--spec", help="Input spec of a wei
 
 def parse_key_values(pairs: list[str], flag: str = "--option", example: str = "mask_ratio=0.6") -> dict:
     """``key=value`` flags as a dict; values are read as YAML scalars (numbers, booleans)."""
+    import yaml
+
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -41,3 +62,92 @@ def parse_key_values(pairs: list[str], flag: str = "--option", example: str = "m
             raise CertkitError(f"{flag} '{pair}' is not key=value.", f"Pass e.g. {flag} {example}.")
         options[key.replace("-", "_")] = yaml.safe_load(value)
     return options
+
+
+# --- defaults that come from the config, shown in --help ------------------------------------
+
+CONFIG_KEYS_ATTRIBUTE = "certkit_config_keys"
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def config_defaults(keys: Mapping[str, str]) -> Callable[[Command], Command]:
+    """Declare which parameters of a command default to a config key (parameter name ->
+    dotted key, e.g. ``{"n": "certify.n"}``); its ``--help`` then shows each one's effective
+    value and where that value comes from (built-in default, certkit.yaml:LINE, --config file)."""
+
+    def mark(command: Command) -> Command:
+        setattr(command, CONFIG_KEYS_ATTRIBUTE, dict(keys))
+        return command
+
+    return mark
+
+
+def command_class(command: Callable[..., Any]) -> type[TyperCommand] | None:
+    """The click command class for a command function: one that fills in config defaults in
+    its help when the function declares them with :func:`config_defaults`."""
+    keys = getattr(command, CONFIG_KEYS_ATTRIBUTE, None)
+    if not keys:
+        return None
+    return type("ConfigDefaultsCommand", (ConfigDefaultsCommand,), {"config_keys": keys})
+
+
+class ConfigDefaultsCommand(TyperCommand):
+    """A command whose help shows ``[default: (VALUE, from SOURCE)]`` for config-backed options.
+
+    The settings are read when the help is shown (YAML only, no torch), with the ``--config``
+    file given on the same command line, because ``--help`` is handled before any other option.
+    """
+
+    config_keys: Mapping[str, str] = {}
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        epilog = self.epilog
+        try:
+            shown = effective_defaults(self.config_keys, _config_argument(ctx))
+        except CertkitError as error:  # a broken config must not hide the help; say why values are missing
+            self.epilog = "\n\n".join(filter(None, [epilog, f"Config defaults not shown: {error}"]))
+            shown = {}
+        for param in self.params:
+            if param.name in shown:
+                param.show_default = shown[param.name]
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.epilog = epilog
+
+
+def effective_defaults(keys: Mapping[str, str], config_file: Path | None) -> dict[str, str]:
+    """Parameter name -> "VALUE, from SOURCE" for every parameter in ``keys``."""
+    from certkit.config import DEFAULT_SOURCE, load_settings, settings_as_dict
+
+    settings, sources = load_settings(config_file)
+    values = settings_as_dict(settings)
+    shown = {}
+    for param, key in keys.items():
+        value: Any = values
+        for part in key.split("."):
+            value = value[part]
+        source = sources.get(key, DEFAULT_SOURCE)
+        shown[param] = f"{_format_value(value)}, {'built-in' if source == DEFAULT_SOURCE else 'from ' + source}"
+    return shown
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_format_value(item) for item in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _config_argument(ctx: Any) -> Path | None:
+    """The ``--config FILE`` on the command line, read from what the user typed."""
+    argv = ctx.meta.get(ARGV_KEY, [])
+    for i, token in enumerate(argv):
+        if token == "--config" and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if token.startswith("--config="):
+            return Path(token.split("=", 1)[1])
+    return None

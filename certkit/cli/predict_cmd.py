@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import csv
 
-from rich.console import Console
-
 from certkit.cli import options as opt
 from certkit.cli.certify_cmd import AutoBatch, ChannelsLast, Compile, Engine, Onnx, Precision, engine_overrides
-from certkit.cli.progress import ImageProgress
-from certkit.config import load_settings
-from certkit.workflows.certify import CertifyJob
-from certkit.workflows.predict import run_predict
+from certkit.cli.interrupt import images_saved, on_interrupt
+from certkit.cli.launch import NprocPerNode, launch, wants_launch
+
+#: parameters whose defaults are config keys (shown with their source in --help)
+CONFIG_KEYS = {
+    "model": "certify.model", "sigma": "certify.sigma", "data": "certify.data", "split": "certify.split",
+    "n": "predict.n", "alpha": "predict.alpha", "batch": "certify.batch", "skip": "certify.skip", "max_images": "certify.max",
+    "seed": "seed", "device": "device", "engine": "certify.engine", "smoother": "certify.smoother",
+}
 
 
+@opt.config_defaults(CONFIG_KEYS)
 def predict(
     model: opt.Model = None,
     sigma: opt.Sigma = None,
@@ -41,8 +45,19 @@ def predict(
     spec: opt.Spec = None,
     overwrite: opt.Overwrite = False,
     config_file: opt.ConfigFile = None,
+    nproc_per_node: NprocPerNode = 1,
 ) -> None:
     """Predict with the smoothed classifier (Cohen et al. PREDICT) and print its accuracy."""
+    if wants_launch(nproc_per_node):
+        return launch(nproc_per_node)
+    # Imported here, not at the top: `certkit predict --help` must not import torch.
+    from rich.console import Console
+
+    from certkit.cli.progress import ImageProgress
+    from certkit.config import load_settings
+    from certkit.workflows.certify import CertifyJob
+    from certkit.workflows.predict import run_predict
+
     overrides = {
         "certify.model": model, "certify.sigma": sigma, "certify.data": data, "certify.split": split,
         "predict.n": n, "predict.alpha": alpha, "certify.batch": batch, "certify.skip": skip,
@@ -64,8 +79,11 @@ def predict(
         spec=spec or (model_config.spec if model_config else None),
     )
     console = Console()
-    with ImageProgress(console) as progress:
+    progress = ImageProgress(console)
+    with on_interrupt(lambda: images_saved(progress.results_path)), progress:
         outcome = run_predict(job, settings.datasets, model_config.checkpoints if model_config else None, progress)
+    if outcome.rank != 0:
+        return  # under several processes, rank 0 prints for the merged file
     with open(outcome.path, newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     correct = sum(int(r["correct"]) for r in rows)

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from certkit.cli import options as opt
+from certkit.cli.launch import NprocPerNode, launch, wants_launch
 from certkit.cli.train_progress import EpochProgress
 from certkit.checkpoints import read_weights
 from certkit.config import load_settings
@@ -74,8 +75,11 @@ def pretrain(
     workers: Workers = 0,
     resume: Resume = True,
     config_file: opt.ConfigFile = None,
+    nproc_per_node: NprocPerNode = 1,
 ) -> None:
     """Self-supervised pretraining with a registered objective (e.g. `certkit pretrain dmae`)."""
+    if wants_launch(nproc_per_node):
+        return launch(nproc_per_node)
     config, _ = load_settings(config_file, {"seed": seed, "device": device})
     component = find_objective(objective, supervised=False)
     model = model or component.details.get("default_model")
@@ -126,12 +130,15 @@ def finetune(
     workers: Workers = 0,
     resume: Resume = True,
     config_file: opt.ConfigFile = None,
+    nproc_per_node: NprocPerNode = 1,
 ) -> None:
     """Train a classifier for smoothing at --sigma with a supervised objective, from --init or from scratch.
 
     Without --init this trains from scratch: with --no-consistency --label-smoothing 0 it is
     Cohen et al.'s Gaussian-augmentation baseline; the default adds consistency regularization.
     """
+    if wants_launch(nproc_per_node):
+        return launch(nproc_per_node)
     config, _ = load_settings(config_file, {"seed": seed, "device": device})
     objective_options = _objective_options(opt.parse_key_values(option, "--option", "gamma=6"), consistency, consistency_lambda, consistency_eta, label_smoothing)
     options = FinetuneOptions(

@@ -1,17 +1,20 @@
-"""certkit hook implementations of the denoised plugin (entry point ``denoised`` in group ``certkit``)."""
+"""certkit hook implementations of the denoised plugin (entry point ``denoised`` in group ``certkit``).
+
+Each hook imports what it registers when it is called: certkit loads this module to list
+commands (``certkit --help``), which must not import torch or diffusers.
+"""
 
 from __future__ import annotations
 
 from certkit import hookimpl
 
-from certkit_denoised.composed import denoised_classifier
-from certkit_denoised.diffusion import unet_mini
-from certkit_denoised.dncnn import dncnn_mini
-from certkit_denoised.objectives import DDPMObjective, DenoiseMSE, DenoiseStability
-
 
 @hookimpl
 def certkit_register_models(register) -> None:
+    from certkit_denoised.composed import denoised_classifier
+    from certkit_denoised.diffusion import unet_mini
+    from certkit_denoised.dncnn import dncnn_mini
+
     # Denoisers are trained by `certkit pretrain`; `pretraining=True` keeps them out of the classifiers.
     register("unet-mini", unet_mini, description="diffusion denoiser: diffusers UNet2DModel for 28 px images, DDPM linear schedule", pretraining=True)
     register("dncnn-mini", dncnn_mini, description="DnCNN-style denoiser for 28 px images (depth 8, width 32)", pretraining=True)
@@ -26,6 +29,8 @@ def certkit_register_models(register) -> None:
 
 @hookimpl
 def certkit_register_objectives(register) -> None:
+    from certkit_denoised.objectives import DDPMObjective, DenoiseMSE, DenoiseStability
+
     register("ddpm", DDPMObjective, description="DDPM noise prediction at uniform timesteps (Ho et al. 2020)", default_model="unet-mini")
     register("denoise-mse", DenoiseMSE, description="Salman et al.: MSE of D(x + noise) to x, one denoiser per --sigma", default_model="dncnn-mini")
     register("denoise-stab", DenoiseStability, description="Salman et al.: CE of a frozen classifier on D(x + noise) against its clean prediction", default_model="dncnn-mini")

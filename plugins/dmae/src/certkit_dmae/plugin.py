@@ -1,15 +1,14 @@
-"""certkit hook implementations of the dmae plugin (entry point ``dmae`` in group ``certkit``)."""
+"""certkit hook implementations of the dmae plugin (entry point ``dmae`` in group ``certkit``).
+
+Each hook imports its models, corruption or objective when it is called: certkit loads this
+module to list commands (``certkit --help``), which must not import torch or timm.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from certkit import hookimpl
-
-from certkit_dmae import classifiers, pretrain_models
-from certkit_dmae.checkpoint_filter import checkpoint_filter_fn
-from certkit_dmae.corruption import NoiseMaskCorruption
-from certkit_dmae.objective import DMAEObjective
 
 WEIGHTS = Path(__file__).parent / "weights"
 
@@ -27,6 +26,9 @@ def _shipped(model: str) -> dict[float | tuple[str, float], Path]:
 
 @hookimpl
 def certkit_register_models(register) -> None:
+    from certkit_dmae import classifiers, pretrain_models
+    from certkit_dmae.checkpoint_filter import checkpoint_filter_fn
+
     filters = dict(checkpoint_filter=checkpoint_filter_fn)  # DMAE/MAE/timm checkpoint formats
     register(
         "vit-mini",
@@ -46,11 +48,15 @@ def certkit_register_models(register) -> None:
 
 @hookimpl
 def certkit_register_corruptions(register) -> None:
+    from certkit_dmae.corruption import NoiseMaskCorruption
+
     register("noise-mask", NoiseMaskCorruption, description="Gaussian noise in [0,1] space + patch mask ratio (masked after patch embedding)")
 
 
 @hookimpl
 def certkit_register_objectives(register) -> None:
+    from certkit_dmae.objective import DMAEObjective
+
     register(
         "dmae",
         DMAEObjective,

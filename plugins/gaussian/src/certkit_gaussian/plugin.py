@@ -1,14 +1,14 @@
-"""certkit hook implementations of the gaussian plugin (entry point ``gaussian`` in group ``certkit``)."""
+"""certkit hook implementations of the gaussian plugin (entry point ``gaussian`` in group ``certkit``).
+
+Each hook imports what it registers when it is called: certkit loads this module to list
+commands (``certkit --help``), which must not import torch or timm.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from certkit import hookimpl
-
-from certkit_gaussian.models import cnn_mini, resnet_mini
-from certkit_gaussian.stability import StabilityTraining
-from certkit_gaussian.timm_models import check_arch, checkpoint_filter, timm_model
 
 WEIGHTS = Path(__file__).parent / "weights"
 
@@ -20,6 +20,9 @@ def _shipped(model: str) -> dict[float, Path]:
 
 @hookimpl
 def certkit_register_models(register) -> None:
+    from certkit_gaussian.models import cnn_mini, resnet_mini
+    from certkit_gaussian.timm_models import check_arch, checkpoint_filter, timm_model
+
     register("cnn-mini", cnn_mini, description="small residual CNN for 28-32 px images (CPU-sized)", checkpoints=_shipped("cnn-mini"))
     register("resnet-mini", resnet_mini, description="pre-activation ResNet-20 for 28-32 px images (-M depth=110: Cohen et al.'s CIFAR model)", checkpoints=_shipped("resnet-mini"))
     # A family: "timm/resnet18", "timm/vit_tiny_patch16_224", ... the factory gets arch="resnet18".
@@ -35,6 +38,8 @@ def certkit_register_models(register) -> None:
 
 @hookimpl
 def certkit_register_objectives(register) -> None:
+    from certkit_gaussian.stability import StabilityTraining
+
     register(
         "stability",
         StabilityTraining,
