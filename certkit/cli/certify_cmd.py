@@ -12,7 +12,7 @@ from certkit.cli.interrupt import images_saved, on_interrupt
 from certkit.cli.launch import NprocPerNode, launch, wants_launch
 
 # Engine options, shared with `certkit predict`.
-Engine = Annotated[Optional[str], typer.Option("--engine", help="Where forward passes run: torch, or onnx (onnxruntime; without --onnx the model is first exported to a temporary, verified ONNX file).", show_default=False)]
+Engine = Annotated[Optional[str], typer.Option("--engine", help="Where forward passes run: auto (ONNX Runtime on a CPU from a verified, cached export; torch on CUDA), torch, or onnx (without --onnx the model is first exported to a temporary, verified ONNX file).", show_default=False)]
 Onnx = Annotated[Optional[Path], typer.Option("--onnx", help="An ONNX file from 'certkit export': model, input spec and default sigma come from it; no plugin or checkpoint needed.", show_default=False)]
 Precision = Annotated[str, typer.Option("--precision", help="Torch engine autocast: fp32, bf16 or fp16. fp32 keeps the certificate about the fp32 model; the others are faster on GPUs and can flip rare samples.")]
 ChannelsLast = Annotated[bool, typer.Option("--channels-last", help="Torch engine: channels-last memory format (faster convolutions on GPUs).")]

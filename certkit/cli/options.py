@@ -38,7 +38,7 @@ Split = Annotated[Optional[str], typer.Option("--split", help="Dataset split (de
 Checkpoint = Annotated[Optional[Path], typer.Option("--checkpoint", help="Weights file (default: the model's checkpoint for --sigma).", show_default=False)]
 N = Annotated[Optional[int], typer.Option("--n", help="Noisy samples per image.", show_default=False)]
 Alpha = Annotated[Optional[float], typer.Option("--alpha", help="Failure probability of each certificate.", show_default=False)]
-Batch = Annotated[Optional[int], typer.Option("--batch", help="Noisy samples per forward pass (memory is bounded by it, not by N).", show_default=False)]
+Batch = Annotated[Optional[int], typer.Option("--batch", help="Noisy samples per forward pass; null means 32 on a CPU, 1000 on CUDA (memory is bounded by it, not by N).", show_default=False)]
 Skip = Annotated[Optional[int], typer.Option("--skip", help="Use every k-th image.", show_default=False)]
 Max = Annotated[Optional[int], typer.Option("--max", help="At most this many images (after --skip).", show_default=False)]
 Seed = Annotated[Optional[int], typer.Option("--seed", help="Noise seed; same seed, same results file.", show_default=False)]
