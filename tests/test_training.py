@@ -149,19 +149,3 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1, step 1"):
         train(task, data, TrainSettings(out_dir=tmp_path / "run", epochs=1, batch_size=32, warmup_epochs=0, device="cpu"))
     assert not (tmp_path / "run" / "checkpoint-last.pth").exists()
-
-
-def test_crop_flip_augmentation_keeps_shape_and_range_and_is_seeded():
-    from certkit.errors import CertkitError
-    from certkit.workflows.train import _augmentation
-
-    transform = _augmentation("crop-flip", (28, 28))
-    image = torch.rand(1, 28, 28)
-    torch.manual_seed(0)
-    first = transform(image)
-    torch.manual_seed(0)
-    assert torch.equal(first, transform(image))
-    assert first.shape == (1, 28, 28) and 0 <= float(first.min()) and float(first.max()) <= 1
-    assert not torch.equal(first, image)
-    with pytest.raises(CertkitError, match="unknown augmentation 'rotate'"):
-        _augmentation("rotate", (28, 28))

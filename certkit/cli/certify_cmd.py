@@ -56,6 +56,7 @@ def certify(
     radii: Annotated[Optional[str], typer.Option("--radii", help='Radius grid of the table, and where --certifier sequential stops: "0,0.5,1" or "0:1.5:0.25" (default report.radii).', show_default=False)] = None,
     option: Annotated[list[str], typer.Option("--option", "-O", help="Certifier option as key=value (repeatable), e.g. -O first=1000 for sequential.")] = [],  # noqa: B006
     overwrite: opt.Overwrite = False,
+    protocol: Annotated[Optional[str], typer.Option("--protocol", help="A registered certification protocol (see 'certkit plugins'), e.g. dmae-imagenet: N0 100, N 10,000, alpha 0.001, every 50th image. Flags override its values; it overrides the config file.", show_default=False)] = None,
     config_file: opt.ConfigFile = None,
 ) -> None:
     """Certify a model with randomized smoothing (Cohen et al. CERTIFY) and print the table.
@@ -70,6 +71,10 @@ def certify(
         "certify.skip": skip, "certify.max": max_images, "certify.certifier": certifier,
         "certify.engine": engine_overrides(engine, onnx), "seed": seed, "device": device,
     }
+    if protocol is not None:  # a protocol's values, under the flags that were given
+        from certkit.recipes import protocol_overrides
+
+        overrides = {**protocol_overrides(protocol), **{key: value for key, value in overrides.items() if value is not None}}
     grid = parse_radii(radii) if radii is not None else None  # a typo fails before any work
     settings, _ = load_settings(config_file, overrides)
     grid = grid if grid is not None else list(settings.report.radii)
