@@ -35,7 +35,7 @@ OutDir = Annotated[Optional[Path], typer.Option("--out-dir", help="Run directory
 Options = Annotated[Optional[list[str]], typer.Option("--option", "-O", help="Other objective option as key=value (repeatable), e.g. -O loss_on=masked.", show_default=False)]
 Pair = str  # "LOW,HIGH" on the command line
 
-Data = _flag("data")
+Data = _flag("data", kind=str)
 DataPath = _flag("data_path", kind=Path)
 Split = _flag("split", kind=str)
 MaxImages = _flag("max_images", "--max", kind=int)
@@ -96,7 +96,7 @@ def _off(flags: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in flags.items() if v != "none"}, [k for k, v in flags.items() if v == "none"]
 
 
-def _run(command: str, flags: dict[str, Any], recipe: str | None, config_file: Path | None, out_dir: Path | None, resume: bool, accept_changes: bool, print_config: bool, objective: str | None = None) -> None:
+def _run(ctx: typer.Context, command: str, flags: dict[str, Any], recipe: str | None, config_file: Path | None, out_dir: Path | None, resume: bool, accept_changes: bool, print_config: bool, objective: str | None = None) -> None:
     from certkit.workflows import train_settings as ts
     from certkit.workflows.train import plan_finetune, plan_pretrain
 
@@ -105,7 +105,7 @@ def _run(command: str, flags: dict[str, Any], recipe: str | None, config_file: P
     for name in nulled:
         run.effective.set(name, None, f"flag --{name.replace('_', '-')} none")
     settings = ts.train_settings(run, resume, accept_changes)
-    record = ts.run_record(run)
+    record = ts.run_record(run, _command_line(ctx))
     if command == "pretrain":
         plan = plan_pretrain(run.objective, run.effective["model"], ts.data_request(run), settings, ts.pretrain_options(run), run.config.datasets, record)
     else:
@@ -144,6 +144,28 @@ def _run(command: str, flags: dict[str, Any], recipe: str | None, config_file: P
         console.print(f"weights: {outcome.weights}{extra}\ncertify them: certkit certify --model {run.effective['model']} --sigma {run.effective['sigma']:g} --checkpoint {outcome.weights}", markup=False)
 
 
+def _command_line(ctx: typer.Context) -> str:
+    """The command as given: ``certkit <command>`` and the parameters that came from the
+    command line, in declaration order (what resumes the run)."""
+    import shlex
+
+    words = ctx.command_path.split()
+    words[0] = "certkit"
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if source is None or source.name != "COMMANDLINE":
+            continue
+        value = ctx.params[param.name]
+        if param.param_type_name == "argument":
+            words.append(str(value))
+        elif param.is_flag:
+            words.append(param.opts[0] if value else (param.secondary_opts or param.opts)[0])
+        else:
+            for item in value if param.multiple else [value]:
+                words += [param.opts[0], str(item)]
+    return shlex.join(words)
+
+
 def _world() -> int:
     from certkit.training.distributed import world_size_from_env
 
@@ -163,6 +185,7 @@ def _interrupted_line(stop: TrainingInterrupted, command: str, default_out_dir: 
 
 
 def pretrain(
+    ctx: typer.Context,
     objective: Annotated[str, typer.Argument(help="Registered pretraining objective, e.g. dmae.")],
     recipe: Recipe = None,
     model: opt.Model = None,
@@ -209,10 +232,11 @@ def pretrain(
         lr=lr, min_lr=min_lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay, betas=betas, clip_grad=clip_grad, amp=amp,
         save_every=save_every, workers=workers, seed=seed, device=device,
     )
-    _run("pretrain", flags, recipe, config_file, out_dir, resume, accept_changes, print_config, objective=objective)
+    _run(ctx, "pretrain", flags, recipe, config_file, out_dir, resume, accept_changes, print_config, objective=objective)
 
 
 def finetune(
+    ctx: typer.Context,
     sigma: _flag("sigma", extra=" (one model per sigma; required unless the recipe sets it)") = None,
     recipe: Recipe = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registered classifier (see 'certkit plugins'; e.g. timm/resnet18 with certkit-gaussian). [default: vit-mini]", show_default=False)] = None,
@@ -284,4 +308,4 @@ def finetune(
         clip_grad=clip_grad, amp=amp, eval_every=eval_every, eval_images=eval_images, eval_n=eval_n, eval_split=eval_split,
         save_every=save_every, workers=workers, seed=seed, device=device,
     )
-    _run("finetune", flags, recipe, config_file, out_dir, resume, accept_changes, print_config)
+    _run(ctx, "finetune", flags, recipe, config_file, out_dir, resume, accept_changes, print_config)

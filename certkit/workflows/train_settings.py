@@ -4,8 +4,6 @@ are worked out rather than given (warm-up, workers, accumulation), and the run r
 
 from __future__ import annotations
 
-import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,15 +181,10 @@ def objective_options(v: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def run_record(run: ResolvedRun) -> RunRecord:
+def run_record(run: ResolvedRun, command: str) -> RunRecord:
+    """``command``: the command line that started the run (for run.json and resume hints)."""
     record = run.effective.to_record()
-    return RunRecord(record["recipe"], record["settings"], record["sources"], run.effective.identity(), command_line())
-
-
-def command_line() -> str:
-    """The command as typed (``certkit ...``), for run.json and resume hints."""
-    argv = sys.argv[1:] if sys.argv and Path(sys.argv[0]).name in ("certkit", "__main__.py") else sys.argv[1:]
-    return shlex.join(["certkit", *argv])
+    return RunRecord(record["recipe"], record["settings"], record["sources"], run.effective.identity(), command)
 
 
 __all__ = ["RecipeError", "ResolvedRun", "data_request", "finetune_options", "pretrain_options", "resolve_run", "run_record", "train_settings"]
