@@ -23,7 +23,7 @@ from certkit.training.trainer import TrainingInterrupted
 def _flag(name: str, *names: str, kind: type = float, extra: str = "") -> Any:
     setting = SETTINGS[name]
     default = setting.default if setting.finetune_default is None else f"{setting.default} (finetune: {setting.finetune_default})"
-    shown = "" if default is None or default == {} else f" [default: {default}]"
+    shown = "" if default is None or default == {} else f" (default: {default})"
     return Annotated[Optional[kind], typer.Option(*(names or (f"--{name.replace('_', '-')}",)), help=f"{setting.help}{extra}.{shown}", show_default=False)]
 
 
@@ -91,7 +91,7 @@ def _common_flags(**given: Any) -> dict[str, Any]:
     return flags
 
 
-def _off(flags: dict[str, Any]) -> dict[str, Any]:
+def _off(flags: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Flags given as 'none' set the setting to null; None stays 'not given'."""
     return {k: v for k, v in flags.items() if v != "none"}, [k for k, v in flags.items() if v == "none"]
 
@@ -224,7 +224,11 @@ def pretrain(
     print_config: PrintConfig = False,
     config_file: opt.ConfigFile = None,
 ) -> None:
-    """Self-supervised pretraining with a registered objective (e.g. `certkit pretrain dmae`)."""
+    """Self-supervised pretraining with a registered objective (e.g. `certkit pretrain dmae`).
+
+    The defaults shown are certkit's own; a recipe (--recipe, or the model's own) replaces them
+    and flags replace both. --print-config shows every value that applies and its source.
+    """
     flags = _common_flags(
         model=model, data=data, data_path=data_path, split=split, max_images=max_images, label_fraction=label_fraction, sigma=sigma,
         mask_ratio=mask_ratio, options=opt.parse_key_values(option or []) or None, crop_scale=crop_scale, crop_ratio=crop_ratio, hflip=hflip,
@@ -239,7 +243,7 @@ def finetune(
     ctx: typer.Context,
     sigma: _flag("sigma", extra=" (one model per sigma; required unless the recipe sets it)") = None,
     recipe: Recipe = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registered classifier (see 'certkit plugins'; e.g. timm/resnet18 with certkit-gaussian). [default: vit-mini]", show_default=False)] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registered classifier (see 'certkit plugins'; e.g. timm/resnet18 with certkit-gaussian). (default: vit-mini)", show_default=False)] = None,
     objective: _flag("objective", kind=str, extra=": noisy-ce (Gaussian noise + cross-entropy, optional consistency and mixup), or a plugin's (e.g. stability)") = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", "-O", help="Other objective option as key=value (repeatable), e.g. -O gamma=6 for stability.", show_default=False)] = None,
     model_option: Annotated[Optional[list[str]], typer.Option("--model-option", "-M", help="Model factory option as key=value (repeatable; stored with the weights), e.g. -M depth=32.", show_default=False)] = None,
@@ -295,6 +299,8 @@ def finetune(
 
     Without --init this trains from scratch: with --no-consistency --label-smoothing 0 it is
     Cohen et al.'s Gaussian-augmentation baseline; the default adds consistency regularization.
+    The defaults shown are certkit's own; a recipe (--recipe, or the model's own) replaces them
+    and flags replace both. --print-config shows every value that applies and its source.
     """
     flags = _common_flags(
         model=model, objective=objective, init=None if init is None else str(init), data=data, data_path=data_path, split=split,

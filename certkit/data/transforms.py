@@ -25,6 +25,7 @@ from certkit.errors import CertkitError, DataError
 
 #: PIL modes for the channel counts certkit can convert between (L <-> RGB).
 MODES = {1: "L", 3: "RGB"}
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 #: timm's evaluation crop for 224-pixel models: Resize(224 / 0.875 = 256) + CenterCrop(224).
 EVAL_CROP_PCT = 0.875
 
@@ -52,6 +53,8 @@ class TrainAugmentation:
                 raise CertkitError(f"crop scale must satisfy 0 < low <= high <= 1, got {low}, {high}.", "Pass e.g. --crop-scale 0.08,1.")
         if not 0 <= self.hflip <= 1:
             raise CertkitError(f"hflip must be a probability in [0, 1], got {self.hflip}.", "Pass e.g. --hflip 0.5.")
+        if self.interpolation not in INTERPOLATIONS:
+            raise CertkitError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got '{self.interpolation}'.", "Pass e.g. --interpolation bicubic.")
         if self.rand_augment is not None and not self.rand_augment.startswith("rand"):
             raise CertkitError(f"rand augment '{self.rand_augment}' is not a timm RandAugment config string.", "Pass e.g. --rand-augment rand-m9-mstd0.5-inc1, or none.")
 

@@ -199,7 +199,11 @@ def _run_epoch(task, wrapped, loader, optimizer, scaler, amp_dtype, generator, s
     log_sums: dict[str, float] = {}
     lr = base_lr
     optimizer.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    waited, clock = 0.0, time.perf_counter()
     for step, (images, labels) in enumerate(loader):
+        waited += time.perf_counter() - clock  # blocked on the loader (the step before synchronised on the loss)
         if step % settings.accum_iter == 0:  # per-iteration schedule, as MAE
             lr = lr_at(epoch + step / steps, base_lr, settings.min_lr, settings.warmup_epochs, settings.epochs)
             for group in optimizer.param_groups:
@@ -231,7 +235,12 @@ def _run_epoch(task, wrapped, loader, optimizer, scaler, amp_dtype, generator, s
         for key, logged in output.logs.items():
             log_sums[key] = log_sums.get(key, 0.0) + float(logged) * len(images)
         progress.step(value, lr, seen * context.world_size / max(time.perf_counter() - began, 1e-9))
-    summary = {"epoch": epoch + 1, "loss": loss_sum / seen, "lr": lr, "images_per_second": seen * context.world_size / (time.perf_counter() - began)}
+        clock = time.perf_counter()
+    elapsed = time.perf_counter() - began
+    summary = {"epoch": epoch + 1, "loss": loss_sum / seen, "lr": lr, "images_per_second": seen * context.world_size / elapsed}
+    summary["data_wait_share"] = waited / elapsed  # the share of the epoch spent waiting for batches
+    if device.type == "cuda":
+        summary["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     # Every number the objective logs, as its epoch mean over this rank's images (mean over ranks below).
     summary.update({key: total / seen for key, total in log_sums.items() if key not in summary})
     return summary

@@ -49,6 +49,7 @@ def resolve_run(command: str, flags: dict[str, Any], recipe_name: str | None, co
     effective.set("model", model, model_source)
     if command == FINETUNE:
         effective.set("objective", component.name, effective.sources["objective"])
+    _accumulation_source(effective)
     _check_ranges(effective)
     _auto_values(effective, config)
     name = out_dir or _default_out_dir(command, component.name, effective)
@@ -66,6 +67,17 @@ def _model(command: str, flags: dict[str, Any], recipe, component) -> tuple[str,
             raise CertkitError(f"objective '{component.name}' names no default model.", "Pass --model.")
         return model, f"default (objective {component.name}'s model)"
     return "vit-mini", "default"
+
+
+def _accumulation_source(effective: EffectiveSettings) -> None:
+    """``--accum`` on the command line replaces a recipe's effective batch; giving both
+    ``--accum`` and ``--effective-batch`` is ambiguous."""
+    accum_flag = effective.sources["accum"].startswith("flag")
+    if effective["effective_batch"] is None or not accum_flag:
+        return
+    if effective.sources["effective_batch"].startswith("flag"):
+        raise CertkitError("--accum and --effective-batch both set the accumulation.", "Pass one of them.")
+    effective.set("effective_batch", None, f"flag --accum (replaces {effective.sources['effective_batch']})")
 
 
 def _check_ranges(effective: EffectiveSettings) -> None:
