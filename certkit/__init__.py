@@ -15,6 +15,7 @@ hookimpl = pluggy.HookimplMarker("certkit")
 from certkit.errors import CertkitError  # noqa: E402
 from certkit.interfaces import (  # noqa: E402
     ABSTAIN,
+    NORMS,
     BaseClassifier,
     Certificate,
     Certifier,
@@ -30,6 +31,11 @@ from certkit.normalize import Normalize  # noqa: E402
 
 __all__ = [
     "ABSTAIN",
+    "NORMS",
+    "LoadedClassifier",
+    "SmoothedClassifier",
+    "load_classifier",
+    "load_images",
     "BaseClassifier",
     "Certificate",
     "Certifier",
@@ -45,3 +51,16 @@ __all__ = [
     "__version__",
     "hookimpl",
 ]
+
+
+def __getattr__(name: str):
+    # The model-loading API pulls in the plugin registry; import it when it is first used.
+    if name in ("load_classifier", "LoadedClassifier"):
+        from certkit import models
+
+        return getattr(models, name)
+    if name in ("SmoothedClassifier", "load_images"):
+        from certkit import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'certkit' has no attribute {name!r}")

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+
 from certkit import hookimpl
 from certkit.certifiers.cohen import CohenCertifier
 from certkit.certifiers.sequential import SequentialCertifier
 from certkit.data import BUILTIN_DATASETS
 from certkit.objectives import NoisyCrossEntropy
-from certkit.smoothers import GaussianSmoother
+from certkit.smoothers import GaussianSmoother, UniformSmoother
 
 
 @hookimpl
 def certkit_register_smoothers(register) -> None:
     register("gaussian", GaussianSmoother, description="N(0, sigma^2 I) in [0,1] pixel space; L2 radius sigma * Phi^-1(pA)")
+    register("uniform", UniformSmoother, description="U[-lam, lam]^d, lam = sqrt(3) sigma (Yang et al. 2020); L1 radius 2 lam (pA - 1/2)")
 
 
 @hookimpl
@@ -27,6 +30,12 @@ def certkit_register_objectives(register) -> None:
         "noisy-ce",
         NoisyCrossEntropy,
         description="cross-entropy on x + N(0, sigma^2) (Cohen et al.), optional consistency regularization (Jeong & Shin)",
+        supervised=True,
+    )
+    register(
+        "noisy-uniform",
+        functools.partial(NoisyCrossEntropy, smoother="uniform", name="noisy-uniform"),
+        description="noisy-ce with uniform noise U[-sqrt(3) sigma, sqrt(3) sigma]: trains for the L1 'uniform' smoother",
         supervised=True,
     )
 

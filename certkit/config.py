@@ -131,7 +131,7 @@ def settings_as_dict(settings: Settings) -> dict:
             for name, entry in settings.datasets.items()
         },
         "models": {
-            name: {"checkpoints": {sigma: str(path) for sigma, path in entry.checkpoints.items()}}
+            name: {"checkpoints": {sigma: str(path) for sigma, path in entry.checkpoints.items()}, **({"spec": entry.spec} if entry.spec else {})}
             for name, entry in settings.models.items()
         },
     }
@@ -298,7 +298,8 @@ def _build(leaves: Leaves) -> Settings:
         elif len(key) == 2 and key[0] == "models":
             name = str(key[1])
             checkpoints = {k[3]: v for k, (v, _) in leaves.items() if len(k) == 4 and k[:2] == ("models", name)}
-            models[name] = ModelConfig(checkpoints=dict(sorted(checkpoints.items())))  # type: ignore[arg-type]
+            spec = leaves.get(("models", name, "spec"), (None, ""))[0]
+            models[name] = ModelConfig(checkpoints=dict(sorted(checkpoints.items())), spec=spec)  # type: ignore[arg-type]
     return Settings(
         output_dir=get("output_dir"),  # type: ignore[arg-type]
         device=get("device"),  # type: ignore[arg-type]

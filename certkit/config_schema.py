@@ -67,9 +67,11 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One entry of ``models``: checkpoints per sigma that override a plugin's shipped ones."""
+    """One entry of ``models``: checkpoints per sigma that override a plugin's shipped ones, and
+    the input spec (preset or file) of weights that carry none."""
 
     checkpoints: dict[float, Path] = field(default_factory=dict)
+    spec: str | None = None
 
 
 def _default_datasets() -> dict[str, DatasetConfig]:
@@ -188,7 +190,8 @@ DATASET_FIELDS: dict[str, Leaf] = {
 }
 #: ``models.<name>.checkpoints`` maps sigma -> path; every path follows this rule.
 CHECKPOINT_PATH = Leaf("path", example="~/checkpoints/vit-b-0.25.pth")
-MODEL_FIELDS: dict[str, Leaf] = {"checkpoints": CHECKPOINT_PATH}
+MODEL_SPEC = Leaf("str", nullable=True, check=_name, example="imagenet")
+MODEL_FIELDS: dict[str, Leaf] = {"checkpoints": CHECKPOINT_PATH, "spec": MODEL_SPEC}
 
 TYPE_NAMES: dict[LeafKind, str] = {
     "int": "an integer",
@@ -263,6 +266,9 @@ def _read_models(node: Node, base_dir: Path) -> Leaves:
         leaves[("models", name)] = (None, entry.key_source)
         for field, child in _mapping(entry, f"models.{name}").items():
             _lookup(MODEL_FIELDS, field, child, parent=f"models.{name}")
+            if field == "spec":
+                leaves[("models", name, "spec")] = (_convert(MODEL_SPEC, child, f"models.{name}.spec", base_dir), child.source)
+                continue
             for raw_sigma, path_node in _mapping(child, f"models.{name}.checkpoints").items():
                 sigma = _sigma_key(raw_sigma, path_node, f"models.{name}.checkpoints")
                 key = ("models", name, "checkpoints", sigma)

@@ -155,7 +155,7 @@ def _add_metadata(proto, loaded: LoadedModel, sigma: float | None) -> None:
         META_INPUT_SPEC: json.dumps(spec.to_dict()),
         META_SIGMA: "" if sigma is None else repr(float(sigma)),
         META_CHECKPOINT_SHA256: loaded.checkpoint_sha256,
-        META_CHECKPOINT: Path(loaded.checkpoint).name,
+        META_CHECKPOINT: Path(loaded.checkpoint).name if loaded.checkpoint is not None else loaded.checkpoint_label,
         META_CLASS_NAMES: json.dumps(list(spec.class_names)),
         META_VERSION: __version__,
     }

@@ -31,11 +31,18 @@ def certkit_register_models(register: Register) -> None:
     Called once when the models registry is first used. ``component`` is a callable
     ``factory(**overrides) -> torch.nn.Module`` whose result has an ``input_spec``
     (:class:`certkit.InputSpec`). Details: ``checkpoints`` (``{sigma: path}`` of weights the
-    plugin ships), ``checkpoint_filter`` (``(state_dict, model) -> state_dict`` for foreign
+    plugin ships for Gaussian noise; a key ``(smoother, sigma)`` for weights trained on another
+    smoother's noise, e.g. ``("uniform", 0.25)``), ``checkpoint_filter`` (``(state_dict, model) -> state_dict`` for foreign
     checkpoint formats), ``pretraining=True`` (an encoder-decoder for ``certkit pretrain``, not
     a classifier), and ``prefix=True``: ``name`` (e.g. ``"timm/"``) is a family answering every
     name that starts with it, whose factory gets the rest as ``arch=``; with it, ``check_name``
     (``(rest) -> None``, raising :class:`certkit.errors.PluginError`) refuses unknown members.
+
+    ``needs_checkpoint=False``: the model gets its weights itself (an off-the-shelf classifier,
+    or one composed of other registered models loaded with :func:`certkit.load_classifier`).
+    certkit then calls ``factory(sigma=..., checkpoint=<--checkpoint or None>, **options)``
+    (options from ``-M key=value``); the module may list the files it used as ``certkit_parts``
+    (dicts with ``role``, ``name``, ``checkpoint``, ``checkpoint_sha256``), which results record.
     """
 
 
@@ -57,7 +64,9 @@ def certkit_register_objectives(register: Register) -> None:
 @hookspec
 def certkit_register_smoothers(register: Register) -> None:
     """Register smoothing distributions. ``component`` is a factory
-    ``(sigma: float) -> certkit.Smoother``."""
+    ``(sigma: float, **options) -> certkit.Smoother`` (options from ``-S key=value``, checked
+    against the factory's keyword parameters and their annotations). The smoother must declare
+    ``norm`` (``"l2"``, ``"l1"`` or ``"linf"``): the norm its ``radius`` is measured in."""
 
 
 @hookspec

@@ -20,13 +20,18 @@ from certkit.errors import DataError
 #: The class index a smoothed classifier reports when it declines to decide.
 ABSTAIN = -1
 
+#: The norms a certified radius can be measured in. A smoother declares one; results of
+#: different norms never share a table column, a curve axis or an envelope.
+NORMS = ("l2", "l1", "linf")
+
 
 @dataclass(frozen=True)
 class InputSpec:
     """What a base classifier expects, carried with the model and its checkpoints.
 
     ``mean``/``std`` are applied *inside* the model; callers pass [0, 1] images.
-    ``sigma`` is the noise level the model was trained for (None when unknown).
+    ``sigma`` is the noise level the model was trained for and ``noise`` the smoother it was
+    trained for (``"gaussian"``, ``"uniform"``, ...); None when unknown.
     """
 
     image_size: tuple[int, int]
@@ -36,6 +41,7 @@ class InputSpec:
     num_classes: int
     class_names: tuple[str, ...] = ()
     sigma: float | None = None
+    noise: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.mean) != self.channels or len(self.std) != self.channels:
@@ -56,6 +62,7 @@ class InputSpec:
             num_classes=int(data["num_classes"]),
             class_names=tuple(data.get("class_names") or ()),
             sigma=None if data.get("sigma") is None else float(data["sigma"]),
+            noise=None if data.get("noise") is None else str(data["noise"]),
         )
 
     def check_data(self, channels: int, image_size: tuple[int, int], num_classes: int, source: str) -> None:
@@ -86,17 +93,27 @@ class BaseClassifier(Protocol):
 
 
 class Smoother(Protocol):
-    """A smoothing distribution: how noise is drawn and what radius a bound certifies."""
+    """A smoothing distribution: how noise is drawn and what radius a bound certifies.
+
+    ``norm`` (one of :data:`NORMS`) is the norm in which ``radius`` measures the certificate;
+    certkit refuses a smoother without one rather than label its radii as L2. ``sigma`` is the
+    per-pixel noise level the user asked for (``--sigma``); how it maps to the distribution's own
+    parameter is the smoother's to document. A smoother with options (``-S key=value``) may
+    define ``options() -> dict``, recorded with the results: two runs with different options
+    never share a results file.
+    """
 
     name: str
     sigma: float
+    norm: str
 
     def perturb(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Return noisy copies of ``images`` ([B, C, H, W], [0,1] space, no clipping)."""
         ...
 
     def radius(self, p_lower: float) -> float:
-        """The certified radius for a lower bound ``p_lower`` > 1/2 on the top-class probability."""
+        """The certified radius (in ``norm``) for a lower bound ``p_lower`` > 1/2 on the
+        top-class probability; it must not decrease as ``p_lower`` grows."""
         ...
 
 
@@ -120,7 +137,7 @@ class Certificate:
     ``prediction`` is ABSTAIN or a class; ``radius`` is 0.0 when abstaining. ``samples`` counts
     every noisy forward pass spent on the image (all stages); ``count`` is how many of the
     ``n`` estimation samples hit the candidate class, ``selection_count`` its hits among the
-    selection samples.
+    selection samples. ``norm`` is the norm ``radius`` is measured in (the smoother's).
     """
 
     prediction: int
@@ -130,6 +147,7 @@ class Certificate:
     n: int
     count: int
     selection_count: int
+    norm: str = "l2"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
-"""certkit's built-in supervised objective: cross-entropy on Gaussian-noisy images.
+"""certkit's built-in supervised objective: cross-entropy on noisy images.
 
-Registered as ``noisy-ce`` (kind ``objectives``, ``supervised=True``). It is what ``certkit
-finetune`` trains with unless ``--objective`` names another one.
+Registered as ``noisy-ce`` (kind ``objectives``, ``supervised=True``), Gaussian noise, and as
+``noisy-uniform``, the same with uniform noise (for the L1 ``uniform`` smoother). It is what
+``certkit finetune`` trains with unless ``--objective`` names another one. The noise comes from
+a registered smoother's ``perturb`` (``-O smoother=NAME``), so a model is trained on exactly the
+noise it will be certified with, and its weights record which (``InputSpec.noise``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from certkit.errors import CertkitError
-from certkit.interfaces import LossOutput
+from certkit.interfaces import LossOutput, Smoother
+from certkit.smoothers import build_smoother
 
 
 @dataclass
@@ -30,7 +34,8 @@ class NoisyCrossEntropy:
     with lambda 2, eta 0.5 (0.1 at sigma >= 1), 2 copies, label smoothing 0.1. Cohen et al.'s
     plain Gaussian augmentation is ``consistency_lambda=0, consistency_eta=0,
     label_smoothing=0`` (``certkit finetune --no-consistency --label-smoothing 0``).
-    ``copies`` defaults to 2 with consistency and 1 without.
+    ``copies`` defaults to 2 with consistency and 1 without. ``smoother`` names the registered
+    smoother whose noise is added (default ``gaussian``).
 
     Mixup/cutmix (``mixup``, ``cutmix``: Beta alphas, 0 = off; DMAE's ImageNet recipes use 0.8
     and 1.0) is timm's ``Mixup`` applied as in the reference fine-tuning: *after* the noise, to
@@ -50,11 +55,13 @@ class NoisyCrossEntropy:
     cutmix: float = 0.0
     mixup_prob: float = 1.0
     mixup_switch_prob: float = 0.5
+    smoother: str = "gaussian"
     name: str = "noisy-ce"
 
     def __post_init__(self) -> None:
         if not self.sigma > 0:
             raise CertkitError(f"sigma must be > 0, got {self.sigma}.", "Pass e.g. --sigma 0.25.")
+        self._noise: Smoother = build_smoother(self.smoother, self.sigma)
         if self.consistency_eta is None:
             self.consistency_eta = 0.1 if self.sigma >= 1.0 else 0.5
         if self.copies is None:
@@ -72,8 +79,7 @@ class NoisyCrossEntropy:
     def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> LossOutput:
         batch = images.shape[0]
         repeated = images.repeat(self.copies, 1, 1, 1)  # [m*B, C, H, W], copy-major
-        noise = torch.randn(repeated.shape, generator=generator, device=repeated.device, dtype=repeated.dtype)
-        noisy = repeated + self.sigma * noise
+        noisy = self._noise.perturb(repeated, generator)  # [m*B, C, H, W]
         targets = labels.repeat(self.copies)
         if self.mixing:
             from timm.loss import SoftTargetCrossEntropy
@@ -119,7 +125,7 @@ class NoisyCrossEntropy:
 
     def options(self) -> dict[str, float | int]:
         """What the run used, for run.json and checkpoints."""
-        used = {"sigma": self.sigma, "consistency_lambda": self.consistency_lambda, "consistency_eta": self.consistency_eta, "copies": self.copies, "label_smoothing": self.label_smoothing}
+        used = {"sigma": self.sigma, "consistency_lambda": self.consistency_lambda, "consistency_eta": self.consistency_eta, "copies": self.copies, "label_smoothing": self.label_smoothing, "smoother": self.smoother}
         if self.mixing:
             used.update(mixup=self.mixup, cutmix=self.cutmix, mixup_prob=self.mixup_prob, mixup_switch_prob=self.mixup_switch_prob)
         return used

@@ -22,7 +22,7 @@ import functools
 import importlib
 import importlib.metadata
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -76,8 +76,9 @@ class PluginInfo:
 class Registry:
     """Name -> component for one kind; the core decides what a duplicate means."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, failed: Callable[[], list[PluginInfo]] | None = None) -> None:
         self.kind = kind
+        self._failed = failed or list  # plugins that failed to load, named when a name is unknown
         self._by_name: dict[str, Component] = {}
         self._families: dict[str, Component] = {}  # prefix -> component registered with prefix=True
         self._ambiguous: dict[str, PluginError] = {}  # names two plugins registered
@@ -120,9 +121,12 @@ class Registry:
             if family.name in self._ambiguous:
                 raise self._ambiguous[family.name]
             return self._member(family, name)
+        known = ", ".join(sorted([*self._by_name, *map(display_name, self._families.values())])) or "none"
+        broken = "; ".join(f"{info.name} ({info.error})" for info in self._failed())
+        hint = f" Plugins that failed to load, which may provide it: {broken}." if broken else ""
         raise PluginError(
             f"unknown {self.kind[:-1]} '{name}'.",
-            f"Known {self.kind}: {', '.join(sorted([*self._by_name, *map(display_name, self._families.values())])) or 'none'}. Run 'certkit plugins' to see what each plugin provides.",
+            f"Known {self.kind}: {known}.{hint} Run 'certkit plugins' to see what each plugin provides.",
         )
 
     def _family_of(self, name: str) -> Component | None:
@@ -152,6 +156,12 @@ class Registry:
     def names(self) -> list[str]:
         """Registered names, families shown as ``prefix<arch>``."""
         return sorted(display_name(c) for c in self._canonical)
+
+
+def one_line(exc: BaseException) -> str:
+    """``ImportError: No module named 'x'``: the type and the first line of the message."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def display_name(component: Component) -> str:
@@ -194,7 +204,7 @@ class PluginHost:
             try:
                 pm.register(ep.load(), name=ep.name)
             except Exception as exc:  # a broken plugin is reported, never fatal
-                info.error = f"{type(exc).__name__}: {exc}"
+                info.error = one_line(exc)
         self._drop_invalid(pm)
         return pm
 
@@ -217,7 +227,7 @@ class PluginHost:
         return self._registries[kind]
 
     def _build(self, kind: str) -> Registry:
-        registry = Registry(kind)
+        registry = Registry(kind, failed=lambda: [info for info in self._infos.values() if info.error])
         caller = getattr(self.manager.hook, KINDS[kind])
         # Call implementations one at a time so each component is attributed to its plugin
         # and a plugin whose hook raises is dropped without losing the others.
@@ -232,7 +242,7 @@ class PluginHost:
             except Exception as exc:
                 info = self._infos.get(impl.plugin_name)
                 if info is not None:
-                    info.error = f"{KINDS[kind]} failed: {type(exc).__name__}: {exc}"
+                    info.error = f"{KINDS[kind]} failed: {one_line(exc)}"
                 continue
             for component in staged:
                 try:

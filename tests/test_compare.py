@@ -117,3 +117,38 @@ def test_entry_syntax(tiny_model, workdir):
         parse_entry("nope")
     with pytest.raises(CertkitError, match="cannot read compare entry 'tiny-cnn='"):
         parse_entry("tiny-cnn=")
+
+
+def test_an_identical_certify_file_is_reused_not_certified_again(tiny_model, workdir):
+    certified = invoke("certify", "--model", "tiny-cnn", "--sigma", "0.25", *FAST, "--seed", "5")
+    assert certified.exit_code == 0, certified.output
+    existing = workdir / "results" / "tiny-cnn_sigma0.25_fashion-mnist-mini-test_cohen.tsv"
+    before = existing.read_bytes()
+    result = invoke("compare", "tiny-cnn", "--sigma", "0.25", *FAST, "--seed", "5", "--out-dir", "cmp")
+    assert result.exit_code == 0, result.output
+    assert f"tiny-cnn: reused {existing.relative_to(workdir)} (same model, weights and settings: not certified again)" in " ".join(result.output.split())
+    assert not (workdir / "cmp" / "tiny-cnn.tsv").exists() and existing.read_bytes() == before
+    other_seed = invoke("compare", "tiny-cnn", "--sigma", "0.25", *FAST, "--seed", "6", "--out-dir", "cmp")
+    assert other_seed.exit_code == 0 and (workdir / "cmp" / "tiny-cnn.tsv").exists()  # another identity: certified
+
+
+def test_every_entry_is_checked_before_anything_is_certified(tiny_model, workdir):
+    result = invoke("compare", "tiny-cnn", "cnn-mini", "--sigma", "0.25", *FAST, "--out-dir", "cmp")
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert "compare entry 'cnn-mini': model 'cnn-mini' has no checkpoint for sigma 0.25" in message
+    assert not (workdir / "cmp").exists() and not (workdir / "results").exists()
+
+
+def test_norms_are_not_mixed_without_allow_mismatch(tiny_model, workdir):
+    for smoother in ("gaussian", "uniform"):
+        done = invoke("certify", "--model", "tiny-cnn", "--sigma", "0.25", *FAST, "--smoother", smoother, "--out", f"{smoother}.tsv")
+        assert done.exit_code == 0, done.output
+    refused = invoke("compare", "gaussian.tsv", "uniform.tsv", "--out-dir", "cmp")
+    assert refused.exit_code == 2
+    assert "smoother uniform (not gaussian); norm l1 (not l2)" in " ".join(refused.stderr.split())
+    assert not (workdir / "cmp").exists()
+    allowed = invoke("compare", "gaussian.tsv", "uniform.tsv", "--out-dir", "cmp", "--allow-mismatch")
+    assert allowed.exit_code == 0, allowed.output
+    rows = {row["label"]: row for row in csv_rows(workdir / "cmp/compare.csv")}
+    assert "norm l1 (not l2)" in rows["tiny-cnn uniform (l1) *"]["differs"] and rows["tiny-cnn"]["differs"] == ""

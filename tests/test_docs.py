@@ -47,3 +47,20 @@ def test_the_register_callable_is_documented_as_specified():
         default = "" if p.default is p.empty else f" = {p.default!r}".replace("''", '""')
         parts.append(f"{prefix}{p.name}: {p.annotation}{default}")
     assert f"register({', '.join(parts)}) -> None" in DOC.read_text()
+
+
+API_DOC = DOC.parent / "python-api.md"
+
+
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """(info string, body) of every fenced code block."""
+    return [(info.strip(), body) for info, body in re.findall(r"^```([^\n]*)\n(.*?)^```", text, flags=re.S | re.M)]
+
+
+def test_the_python_api_notebook_example_runs_and_prints_what_the_doc_says(capsys):
+    blocks = fenced_blocks(API_DOC.read_text())
+    position = next(i for i, (info, _) in enumerate(blocks) if info == "python notebook")
+    code, (_, printed) = blocks[position][1], blocks[position + 1]
+    assert len(code.strip().splitlines()) <= 10
+    exec(compile(code, str(API_DOC), "exec"), {})
+    assert capsys.readouterr().out == printed

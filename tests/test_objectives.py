@@ -25,7 +25,7 @@ def test_noisy_ce_is_a_builtin_supervised_objective():
 
 
 def test_noisy_ce_defaults_are_the_finetune_recipe():
-    assert NoisyCrossEntropy(sigma=0.25).options() == {"sigma": 0.25, "consistency_lambda": 2.0, "consistency_eta": 0.5, "copies": 2, "label_smoothing": 0.1}
+    assert NoisyCrossEntropy(sigma=0.25).options() == {"sigma": 0.25, "consistency_lambda": 2.0, "consistency_eta": 0.5, "copies": 2, "label_smoothing": 0.1, "smoother": "gaussian"}
     assert NoisyCrossEntropy(sigma=1.0).consistency_eta == 0.1
     cohen = NoisyCrossEntropy(sigma=0.5, consistency_lambda=0, consistency_eta=0, label_smoothing=0)
     assert cohen.copies == 1 and not cohen.consistency

@@ -297,6 +297,6 @@ def test_unknown_precision_is_refused(tiny_model, workdir):
 def test_onnx_file_sigma_is_the_default_and_a_different_one_is_flagged(tiny_onnx, workdir):
     result = invoke("certify", "--onnx", str(tiny_onnx), "--sigma", "0.5", "--max", "2", "--n0", "20", "--n", "200", "--out", "r.tsv")
     assert result.exit_code == 0, result.output
-    assert "trained at sigma 0.25, certifying at sigma 0.5" in result.output
+    assert "trained for gaussian noise at sigma 0.25; certifying with gaussian noise at sigma 0.5" in " ".join(result.output.split())
     assert json.loads((workdir / "r.tsv.meta.json").read_text())["sigma"] == 0.5
     np.testing.assert_equal(len(rows(workdir / "r.tsv")), 2)

@@ -106,3 +106,32 @@ def test_plugins_command_lists_versions_and_components():
     assert result.exit_code == 0
     for text in ("certkit.builtins", "dmae", "0.1.0", "model: vit-l", "certifier: cohen", "dataset: fashion-mnist-mini", "command: certify"):
         assert text in result.output
+
+
+class _BrokenSmootherPlugin:
+    @hookimpl
+    def certkit_register_smoothers(self, register) -> None:
+        raise ImportError("No module named 'scipy_special_l1'\nsecond line that must not show")
+
+
+def test_unknown_name_names_the_plugins_that_failed_to_load():
+    host = plugins.host()
+    host.register_plugin(_BrokenSmootherPlugin(), name="uniform-l1-plugin")
+    try:
+        with pytest.raises(PluginError) as error:
+            plugins.get("smoothers", "uniform-l1")
+    finally:
+        host.unregister_plugin("uniform-l1-plugin")
+    message = str(error.value)
+    assert "unknown smoother 'uniform-l1'" in message and "Known smoothers: gaussian, uniform." in message
+    assert "uniform-l1-plugin (certkit_register_smoothers failed: ImportError: No module named 'scipy_special_l1')" in message
+    assert "second line" not in message and "\n" not in message
+
+
+def test_plugins_lists_descriptions_and_checkpoint_sigmas():
+    result = CliRunner().invoke(build_app(), ["plugins"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    lines = {line.split("│")[-2].strip() for line in result.output.splitlines() if line.count("│") >= 4}
+    assert "smoother: uniform — U[-lam, lam]^d, lam = sqrt(3) sigma (Yang et al. 2020); L1 radius 2 lam (pA - 1/2)" in lines
+    assert any(line.startswith("model: vit-mini — ") and line.endswith("[checkpoints: σ 0.25, 0.5]") for line in lines), lines
+    assert any(line.startswith("command: certify — Certify a model") for line in lines)

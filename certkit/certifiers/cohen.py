@@ -54,8 +54,8 @@ class CohenCertifier:
         p_lower = clopper_pearson_lower(count, settings.n, settings.alpha)
         samples = settings.n0 + settings.n
         if p_lower < 0.5:
-            return Certificate(ABSTAIN, 0.0, p_lower, samples, settings.n, count, int(selection[candidate]))
-        return Certificate(candidate, smoother.radius(p_lower), p_lower, samples, settings.n, count, int(selection[candidate]))
+            return Certificate(ABSTAIN, 0.0, p_lower, samples, settings.n, count, int(selection[candidate]), smoother.norm)
+        return Certificate(candidate, smoother.radius(p_lower), p_lower, samples, settings.n, count, int(selection[candidate]), smoother.norm)
 
 
 def check_predict(n: int, alpha: float) -> None:

@@ -172,5 +172,5 @@ class SequentialCertifier:
                 break
         samples = settings.n0 + drawn
         if p_lower < 0.5:
-            return Certificate(ABSTAIN, 0.0, p_lower, samples, drawn, count, int(selection[candidate]))
-        return Certificate(candidate, smoother.radius(p_lower), p_lower, samples, drawn, count, int(selection[candidate]))
+            return Certificate(ABSTAIN, 0.0, p_lower, samples, drawn, count, int(selection[candidate]), smoother.norm)
+        return Certificate(candidate, smoother.radius(p_lower), p_lower, samples, drawn, count, int(selection[candidate]), smoother.norm)

@@ -55,6 +55,10 @@ def certify(
     auto_batch: AutoBatch = False,
     radii: Annotated[Optional[str], typer.Option("--radii", help='Radius grid of the table, and where --certifier sequential stops: "0,0.5,1" or "0:1.5:0.25" (default report.radii).', show_default=False)] = None,
     option: Annotated[list[str], typer.Option("--option", "-O", help="Certifier option as key=value (repeatable), e.g. -O first=1000 for sequential.")] = [],  # noqa: B006
+    smoother: opt.Smoother = None,
+    smoother_option: opt.SmootherOption = [],  # noqa: B006
+    model_option: opt.ModelOption = [],  # noqa: B006
+    spec: opt.Spec = None,
     overwrite: opt.Overwrite = False,
     protocol: Annotated[Optional[str], typer.Option("--protocol", help="A registered certification protocol (see 'certkit plugins'), e.g. dmae-imagenet: N0 100, N 10,000, alpha 0.001, every 50th image. Flags override its values; it overrides the config file.", show_default=False)] = None,
     config_file: opt.ConfigFile = None,
@@ -68,7 +72,7 @@ def certify(
     overrides = {
         "certify.model": model, "certify.sigma": sigma, "certify.data": data, "certify.split": split,
         "certify.n0": n0, "certify.n": n, "certify.alpha": alpha, "certify.batch": batch,
-        "certify.skip": skip, "certify.max": max_images, "certify.certifier": certifier,
+        "certify.skip": skip, "certify.max": max_images, "certify.certifier": certifier, "certify.smoother": smoother,
         "certify.engine": engine_overrides(engine, onnx), "seed": seed, "device": device,
     }
     if protocol is not None:  # a protocol's values, under the flags that were given
@@ -79,6 +83,7 @@ def certify(
     settings, _ = load_settings(config_file, overrides)
     grid = grid if grid is not None else list(settings.report.radii)
     c = settings.certify
+    model_config = settings.models.get(c.model)
     job = CertifyJob(
         model=(model or "") if onnx else c.model, sigma=sigma if onnx else c.sigma,
         data=c.data, n0=c.n0, n=c.n, alpha=c.alpha, batch=c.batch,
@@ -87,8 +92,10 @@ def certify(
         device=settings.device, out=out, output_dir=settings.output_dir, overwrite=overwrite,
         onnx=onnx, precision=precision, channels_last=channels_last, compile=compile, auto_batch=auto_batch,
         radii=tuple(grid), certifier_options=opt.parse_key_values(option, "--option", "first=1000"),
+        smoother_options=opt.parse_key_values(smoother_option, "--smoother-option", "key=0.5"),
+        model_options=opt.parse_key_values(model_option, "--model-option", "denoiser=PATH"),
+        spec=spec or (model_config.spec if model_config else None),
     )
-    model_config = settings.models.get(c.model)
     console = Console()
     with ImageProgress(console) as progress:
         outcome = run_certify(job, settings.datasets, model_config.checkpoints if model_config else None, progress)

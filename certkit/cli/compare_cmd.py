@@ -18,6 +18,7 @@ from certkit.results.report import build_report, render_table, write_csv, write_
 from certkit.workflows.compare import Comparison, parse_entry, run_compare
 
 MISMATCH_MARK = " *"
+_NORM_NAMES = {"l2": "L2", "l1": "L1", "linf": "L∞"}
 
 
 def compare(
@@ -39,6 +40,8 @@ def compare(
     radii: Annotated[Optional[str], typer.Option("--radii", help='Radii for the table: "0,0.5,1" or "0:2:0.25" (stop included).', show_default=False)] = None,
     allow_mismatch: Annotated[bool, typer.Option("--allow-mismatch", help="Compare results made with other settings or on other images anyway; the table marks them.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Certify model entries again instead of resuming or reusing their results.")] = False,
+    smoother: opt.Smoother = None,
+    smoother_option: opt.SmootherOption = [],  # noqa: B006
     config_file: opt.ConfigFile = None,
 ) -> None:
     """Compare methods (any plugins' models, or existing results files) on identical images,
@@ -54,10 +57,13 @@ def compare(
     }
     settings, _ = load_settings(config_file, overrides)  # validates the flags like certify does
     c = settings.certify
-    given = {"sigma": sigma, "data": data, "data_path": data_path, "split": split, "n0": n0, "n": n, "alpha": alpha, "seed": seed, "skip": skip, "max": max_images}
+    given = {
+        "sigma": sigma, "data": data, "data_path": data_path, "split": split, "n0": n0, "n": n, "alpha": alpha, "seed": seed, "skip": skip, "max": max_images,
+        "smoother": smoother, "smoother_options": opt.parse_key_values(smoother_option, "--smoother-option", "key=0.5") or None,
+    }
     config = {
         "sigma": c.sigma, "data": c.data, "split": c.split, "n0": c.n0, "n": c.n, "alpha": c.alpha, "seed": settings.seed,
-        "skip": c.skip, "max": c.max, "certifier": c.certifier, "smoother": c.smoother,
+        "skip": c.skip, "max": c.max, "certifier": c.certifier, "smoother": c.smoother, "smoother_options": {},
         "radii": tuple(requested if requested is not None else settings.report.radii),  # where certify.certifier: sequential stops
     }
     parsed = [parse_entry(text) for text in entries]
@@ -78,10 +84,13 @@ def _print_and_write(comparison: Comparison, requested: list[float] | None, name
     grid, rows = build_report(results, requested if requested is not None else default_radius_grid(results), labels=labels)
     rows = [replace(row, note="; ".join(m.differences)) for row, m in zip(rows, methods)]
     s = comparison.settings
-    title = f"Certified accuracy (%) at L2 radius, {s.describe()}"
+    norms = sorted({str(m.results.metadata.get("norm", "l2")) for m in methods})
+    radius = f"{_NORM_NAMES.get(norms[0], norms[0])} radius" if len(norms) == 1 else f"radius in each method's norm ({', '.join(_NORM_NAMES.get(n, n) for n in norms)}; see 'differs')"
+    title = f"Certified accuracy (%) at {radius}, {s.describe()}"
     for method in methods:
         source = method.entry.results if method.origin == "file" else method.results.path
-        console.print(f"{method.label}: {method.origin} {source}")
+        why = " (same model, weights and settings: not certified again)" if method.origin == "reused" else ""
+        console.print(f"{method.label}: {method.origin} {source}{why}", markup=False, highlight=False)
     console.print(render_table(grid, rows, width=console.width, compare=True, title=title))
     for note in comparison.notes:
         console.print(f"[yellow]note: {note}[/yellow]")

@@ -26,6 +26,10 @@ Seed = Annotated[Optional[int], typer.Option("--seed", help="Noise seed; same se
 Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Results TSV (default: <output_dir>/<model>_sigma<s>_<data>_<certifier>.tsv).", show_default=False)]
 Device = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.", show_default=False)]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing results file instead of resuming it.")]
+Smoother = Annotated[Optional[str], typer.Option("--smoother", help="Registered smoothing distribution, e.g. gaussian (L2) or uniform (L1); see 'certkit plugins'.", show_default=False)]
+SmootherOption = Annotated[list[str], typer.Option("--smoother-option", "-S", help="Smoother option as key=value (repeatable); part of the results file's identity and name.")]
+ModelOption = Annotated[list[str], typer.Option("--model-option", "-M", help="Model factory option as key=value (repeatable), e.g. -M denoiser=PATH for a composed model.")]
+Spec = Annotated[Optional[str], typer.Option("--spec", help="Input spec of a weights file that carries none (a foreign state dict): imagenet, cifar10, mnist-like, fashion-mnist, or a .json/.yaml file.", show_default=False)]
 
 
 def parse_key_values(pairs: list[str], flag: str = "--option", example: str = "mask_ratio=0.6") -> dict:

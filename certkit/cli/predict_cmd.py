@@ -35,6 +35,10 @@ def predict(
     channels_last: ChannelsLast = False,
     compile: Compile = False,
     auto_batch: AutoBatch = False,
+    smoother: opt.Smoother = None,
+    smoother_option: opt.SmootherOption = [],  # noqa: B006
+    model_option: opt.ModelOption = [],  # noqa: B006
+    spec: opt.Spec = None,
     overwrite: opt.Overwrite = False,
     config_file: opt.ConfigFile = None,
 ) -> None:
@@ -43,9 +47,11 @@ def predict(
         "certify.model": model, "certify.sigma": sigma, "certify.data": data, "certify.split": split,
         "predict.n": n, "predict.alpha": alpha, "certify.batch": batch, "certify.skip": skip,
         "certify.max": max_images, "certify.engine": engine_overrides(engine, onnx), "seed": seed, "device": device,
+        "certify.smoother": smoother,
     }
     settings, _ = load_settings(config_file, overrides)
     c, p = settings.certify, settings.predict
+    model_config = settings.models.get(c.model)
     job = CertifyJob(
         model=(model or "") if onnx else c.model, sigma=sigma if onnx else c.sigma,
         data=c.data, n0=0, n=p.n, alpha=p.alpha, batch=c.batch,
@@ -53,8 +59,10 @@ def predict(
         engine=c.engine, skip=c.skip, max=c.max, device=settings.device, out=out,
         output_dir=settings.output_dir, overwrite=overwrite,
         onnx=onnx, precision=precision, channels_last=channels_last, compile=compile, auto_batch=auto_batch,
+        smoother_options=opt.parse_key_values(smoother_option, "--smoother-option", "key=0.5"),
+        model_options=opt.parse_key_values(model_option, "--model-option", "denoiser=PATH"),
+        spec=spec or (model_config.spec if model_config else None),
     )
-    model_config = settings.models.get(c.model)
     console = Console()
     with ImageProgress(console) as progress:
         outcome = run_predict(job, settings.datasets, model_config.checkpoints if model_config else None, progress)

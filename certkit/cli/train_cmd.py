@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from certkit.cli import options as opt
+from certkit.checkpoints import read_weights
 from certkit.cli.train_progress import EpochProgress
 from certkit.errors import CertkitError
 from certkit.training.options import SETTINGS, format_table
@@ -141,7 +142,8 @@ def _run(ctx: typer.Context, command: str, flags: dict[str, Any], recipe: str | 
     else:
         best = outcome.out_dir / "weights-best.safetensors"
         extra = f"\nbest validation epoch: {best}" if best.exists() else ""
-        console.print(f"weights: {outcome.weights}{extra}\ncertify them: certkit certify --model {run.effective['model']} --sigma {run.effective['sigma']:g} --checkpoint {outcome.weights}", markup=False)
+        smoother = read_weights(outcome.weights).input_spec.noise or "gaussian"
+        console.print(f"weights: {outcome.weights}{extra}\ncertify them: certkit certify --model {run.effective['model']} --sigma {run.effective['sigma']:g} --smoother {smoother} --checkpoint {outcome.weights}", markup=False)
 
 
 def _command_line(ctx: typer.Context) -> str:

@@ -22,16 +22,23 @@ from certkit.interfaces import Certificate
 COLUMNS = ("idx", "label", "predict", "radius", "correct", "time", "pA_lower", "n", "nA", "n0A")
 
 #: metadata keys that define what a results file means; resuming requires them all equal
-IDENTITY_KEYS = ("kind", "model", "checkpoint_sha256", "sigma", "smoother", "certifier", "certifier_options", "n0", "n", "alpha", "seed", "dataset", "precision")
+IDENTITY_KEYS = ("kind", "model", "checkpoint_sha256", "sigma", "smoother", "smoother_options", "certifier", "certifier_options", "n0", "n", "alpha", "seed", "dataset", "precision")
 
 
 #: The fix for any results file certkit will not append to.
 _NEW_FILE_FIX = "Pass --out to write a new file, or --overwrite to replace it."
 
 
+#: identity keys newer than some results files, with the value such a file implicitly had
+_IDENTITY_DEFAULTS: dict[str, Any] = {"smoother_options": {}}
+
+
 def identity_differences(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """The :data:`IDENTITY_KEYS` on which two results files' metadata disagree."""
-    return [key for key in IDENTITY_KEYS if previous.get(key) != current.get(key)]
+    def value(meta: Mapping[str, Any], key: str) -> Any:
+        return meta.get(key, _IDENTITY_DEFAULTS.get(key))
+
+    return [key for key in IDENTITY_KEYS if value(previous, key) != value(current, key)]
 
 
 def sidecar_path(path: Path) -> Path:

@@ -18,8 +18,9 @@ from certkit.data import select_indices, with_channels
 from certkit.engines import Engine, TorchEngine, auto_batch_size, check_precision, resolve_device
 from certkit.errors import CertkitError
 from certkit.fileio import safe_name
-from certkit.interfaces import CertifyProcess, CertifySettings, CountSampler, InputSpec
+from certkit.interfaces import CertifyProcess, CertifySettings, CountSampler, InputSpec, Smoother
 from certkit.models import load_classifier
+from certkit.smoothers import build_smoother, describe_smoother, smoother_options, training_mismatch
 from certkit.results.parts import completed_indices, merge_parts, part_files, part_path, remove_parts, update_metadata
 from certkit.results.writer import ResultsWriter, format_row
 from certkit.sampling import MonteCarloSampler
@@ -63,6 +64,9 @@ class CertifyJob:
     auto_batch: bool = False  # on CUDA: fill memory, up to AUTO_BATCH_LIMIT, instead of using batch
     radii: tuple[float, ...] = DEFAULT_RADII  # the grid the user reports; a grid-aware certifier stops on it
     certifier_options: Mapping[str, Any] = field(default_factory=dict)  # -O key=value
+    smoother_options: Mapping[str, Any] = field(default_factory=dict)  # -S key=value
+    model_options: Mapping[str, Any] = field(default_factory=dict)  # -M key=value
+    spec: str | None = None  # input spec preset or file, for weights that carry none (--spec)
 
 
 ENGINES = ("torch", "onnx")
@@ -114,8 +118,12 @@ def certifier_extra(job: CertifyJob, certifier: Any) -> dict[str, Any]:
 
 
 def default_output(job: CertifyJob, model: str, choice: DatasetChoice, method: str) -> Path:
+    """``<model>_sigma<s>_<data>-<split>_<method>[_<smoother>[-k=v...]].tsv`` in output_dir: runs
+    with another smoother or smoother options never collide (Gaussian runs keep the short name)."""
+    smoother = "" if job.smoother == "gaussian" and not job.smoother_options else f"_{job.smoother}"
+    smoother += "".join(f"-{key}={value}" for key, value in sorted(job.smoother_options.items()))
     # One file name inside output_dir, whatever the model, dataset or certifier names contain.
-    return job.output_dir / (safe_name(f"{model}_sigma{job.sigma:g}_{choice.name}-{choice.split}_{method}") + ".tsv")
+    return job.output_dir / (safe_name(f"{model}_sigma{job.sigma:g}_{choice.name}-{choice.split}_{method}{smoother}") + ".tsv")
 
 
 @dataclass
@@ -172,7 +180,7 @@ def build_engine(job: CertifyJob, configured_checkpoints: Mapping[float, Path] |
 
         engine = OnnxEngine(job.onnx, device)
         return engine.info, engine, engine.describe()
-    loaded = load_classifier(job.model, job.sigma, job.checkpoint, configured_checkpoints)
+    loaded = load_classifier(job.model, job.sigma, job.checkpoint, configured_checkpoints, spec=job.spec, options=job.model_options, noise=job.smoother)
     if job.engine == "torch":
         engine = TorchEngine(loaded.model, device, job.precision, job.channels_last, job.compile)
         return loaded, engine, engine.describe()
@@ -184,13 +192,14 @@ def build_engine(job: CertifyJob, configured_checkpoints: Mapping[float, Path] |
         engine = OnnxEngine(report.path, device)
         details = engine.describe()
     worst = max(report.max_abs_diff.values())
-    details.update(onnx_file=None, exported_from=str(loaded.checkpoint), export_max_abs_diff=worst)
+    details.update(onnx_file=None, exported_from=loaded.checkpoint_label, export_max_abs_diff=worst)
     progress.note(f"exported {loaded.name} to a temporary ONNX file (verified: max |logit difference| {worst:.2g})")
     return loaded, engine, details
 
 
-def prepare(job: CertifyJob, configured_datasets: Mapping[str, Any], configured_checkpoints: Mapping[float, Path] | None, progress: Progress) -> Prepared:
-    """``job`` must have passed :func:`resolve_onnx`."""
+def prepare(job: CertifyJob, configured_datasets: Mapping[str, Any], configured_checkpoints: Mapping[float, Path] | None, progress: Progress, smoother: Smoother | None = None) -> Prepared:
+    """``job`` must have passed :func:`resolve_onnx`; ``smoother``, when given, is checked against
+    the noise the model was trained for."""
     if job.batch < 1:
         raise CertkitError(f"batch must be >= 1, got {job.batch}.", "Pass e.g. --batch 1000.")
     choice = resolve_dataset(job.data, job.data_path, job.split, dict(configured_datasets))
@@ -201,9 +210,9 @@ def prepare(job: CertifyJob, configured_datasets: Mapping[str, Any], configured_
     dataset = with_channels(dataset, spec.channels)  # greyscale <-> RGB as the model expects; other counts are refused
     info = dataset.info
     spec.check_data(info.channels, info.image_size, info.num_classes, f"dataset '{choice.name}' ({info.source})")
-    trained = getattr(source, "sigma", None) if job.onnx is not None else spec.sigma
-    if trained is not None and abs(trained - job.sigma) > 1e-9:
-        progress.note(f"warning: model was trained at sigma {trained:g}, certifying at sigma {job.sigma:g}")
+    note = training_mismatch(spec, getattr(source, "sigma", None) if job.onnx is not None else spec.sigma, smoother or build_smoother(job.smoother, job.sigma, job.smoother_options))
+    if note:
+        progress.note(note)
     if getattr(engine, "note", None):
         progress.note(engine.note)
     batch = job.batch
@@ -221,7 +230,7 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     on user input run before the results file is touched."""
     progress = progress or _Silent()
     job = resolve_onnx(job)
-    smoother = plugins.get("smoothers", job.smoother).obj(job.sigma)
+    smoother = build_smoother(job.smoother, job.sigma, job.smoother_options)
     certifier = plugins.get("certifiers", job.certifier).obj()
     settings = CertifySettings(n0=job.n0, n=job.n, alpha=job.alpha, extra=certifier_extra(job, certifier))
     certifier.check(settings)
@@ -229,10 +238,10 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     if context.enabled:
         job = replace(job, device=str(local_device(resolve_device(job.device), context)))
         progress = progress if context.is_main else _Silent()  # one progress bar, not one per rank
-    run = prepare(job, configured_datasets, configured_checkpoints, progress)
+    run = prepare(job, configured_datasets, configured_checkpoints, progress, smoother)
     job, choice, indices, dataset = run.job, run.choice, run.indices, run.dataset
     out = job.out or default_output(job, run.source.name, choice, job.certifier)
-    info = metadata(job, run, smoother.name, kind="certify", certifier_options=settings.extra)
+    info = metadata(job, run, smoother, kind="certify", certifier_options=settings.extra)
     writer = open_results(out, info, job.overwrite) if context.is_main else None
     if context.enabled:
         # Every rank reads the same finished rows (after rank 0 checked and merged the file) and
@@ -247,7 +256,7 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     todo = [i for i in indices if i not in done]
     mine = todo[context.rank :: context.world_size]
     sampler = MonteCarloSampler(run.engine, smoother, job.batch, job.seed, on_samples=progress.samples)
-    description = f"{run.source.name} σ={job.sigma:g} on {choice.name}"
+    description = f"{run.source.name} {describe_smoother(smoother)} on {choice.name}"
     if context.enabled:  # rank 0's bar counts rank 0's share
         description += f" (rank 0 of {context.world_size}: {len(mine)} of {len(todo)} images to do)"
     progress.start(len(indices) - len(todo) + len(mine), len(indices) - len(todo), description)
@@ -314,7 +323,7 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def metadata(job: CertifyJob, run: Prepared, smoother: str, kind: str, certifier_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def metadata(job: CertifyJob, run: Prepared, smoother: Smoother, kind: str, certifier_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """How a results file was made; :data:`IDENTITY_KEYS` of it must match to resume.
 
     ``checkpoint_sha256`` is the hash of the weights file, also when they run from an ONNX
@@ -324,11 +333,14 @@ def metadata(job: CertifyJob, run: Prepared, smoother: str, kind: str, certifier
     return {
         "kind": kind,
         "model": source.name,
-        "checkpoint": str(source.checkpoint),
+        "checkpoint": getattr(source, "checkpoint_label", None) or str(source.checkpoint),
         "checkpoint_sha256": source.checkpoint_sha256,
+        "parts": list(getattr(source, "parts", None) or []) or None,  # what a composed model was built from
         "input_spec": source.spec.to_dict(),
         "sigma": job.sigma,
-        "smoother": smoother,
+        "smoother": smoother.name,
+        "smoother_options": smoother_options(smoother),
+        "norm": smoother.norm,  # what every radius in the file is measured in
         "certifier": job.certifier,
         "certifier_options": certifier_options or None,  # e.g. a sequential run's grid and looks
         "n0": job.n0,

@@ -28,13 +28,18 @@ from certkit.config_schema import DEFAULT_RADII
 from certkit.errors import CertkitError, ResultsError
 from certkit.fileio import safe_name
 from certkit.results.reader import ResultsFile, read_results
+from certkit.smoothers import build_smoother
 from certkit.workflows.certify import CertifyJob, Progress, run_certify
+from certkit.workflows.compare_checks import certifier_options_for, check_model_entries, expected_identity, find_identical
 
 RESULTS_SUFFIX = ".tsv"
 _SYNTAX = "Entries are RESULTS.tsv, WEIGHTS-FILE, MODEL or MODEL=CHECKPOINT, each optionally prefixed by LABEL:."
 
 #: settings a results file must share with the comparison, as (metadata key, shown name)
-COMPARED_SETTINGS = (("sigma", "sigma"), ("n0", "N0"), ("n", "N"), ("alpha", "alpha"), ("seed", "seed"), ("certifier", "certifier"), ("smoother", "smoother"), ("data", "data"), ("split", "split"), ("skip", "skip"))
+COMPARED_SETTINGS = (
+    ("sigma", "sigma"), ("n0", "N0"), ("n", "N"), ("alpha", "alpha"), ("seed", "seed"), ("certifier", "certifier"), ("smoother", "smoother"),
+    ("smoother_options", "smoother options"), ("norm", "norm"), ("data", "data"), ("split", "split"), ("skip", "skip"),
+)
 
 
 @dataclass(frozen=True)
@@ -90,11 +95,18 @@ class CompareSettings:
     smoother: str = "gaussian"
     data_path: Path | None = None
     radii: tuple[float, ...] = DEFAULT_RADII  # the grid a grid-aware certifier (sequential) stops on
+    smoother_options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def norm(self) -> str:
+        return build_smoother(self.smoother, self.sigma, self.smoother_options).norm
 
     def describe(self) -> str:
         images = f"every {self.skip}th image" if self.skip > 1 else "every image"
         limit = f", at most {self.max}" if self.max is not None else ""
-        return (f"σ={self.sigma:g}, N0={self.n0}, N={self.n}, α={self.alpha:g}, seed {self.seed}, {self.data}"
+        smoother = "" if self.smoother == "gaussian" and not self.smoother_options else f"{self.smoother} {self.norm} smoothing, "
+        options = "".join(f" {k}={v}" for k, v in sorted(self.smoother_options.items()))
+        return (f"{smoother}{options.strip() + ', ' if options else ''}σ={self.sigma:g}, N0={self.n0}, N={self.n}, α={self.alpha:g}, seed {self.seed}, {self.data}"
                 f"{'/' + self.split if self.split else ''}, {images}{limit}, {self.certifier} certifier")
 
 
@@ -103,7 +115,7 @@ def settings_from(first_file: ResultsFile | None, given: Mapping[str, Any], conf
     file's metadata, else from ``config``."""
     meta = _settings_of(first_file) if first_file is not None else {}
     value = {}
-    for key in (*(k for k, _ in COMPARED_SETTINGS), "max", "data_path"):
+    for key in (*(k for k, _ in COMPARED_SETTINGS if k != "norm"), "max", "data_path"):
         if given.get(key) is not None:
             value[key] = given[key]
         elif key in meta and (meta[key] is not None or key == "max"):  # a file's max None means "all images"
@@ -115,6 +127,7 @@ def settings_from(first_file: ResultsFile | None, given: Mapping[str, Any], conf
         sigma=float(value["sigma"]), n0=int(value["n0"]), n=int(value["n"]), alpha=float(value["alpha"]), seed=int(value["seed"]),
         data=str(value["data"]), split=value["split"], skip=int(value["skip"]), max=value["max"], certifier=str(value["certifier"]),
         smoother=str(value["smoother"]), data_path=None if path is None else Path(path), radii=tuple(config.get("radii", DEFAULT_RADII)),
+        smoother_options=dict(value["smoother_options"] or {}),
     )
 
 
@@ -125,6 +138,8 @@ def _settings_of(result: ResultsFile) -> dict[str, Any]:
         return {}
     dataset = meta.get("dataset") if isinstance(meta.get("dataset"), dict) else {}
     found = {key: meta.get(key) for key in ("sigma", "n0", "n", "alpha", "seed", "certifier", "smoother")}
+    # keys older files lack: their radii are L2 and their smoother had no options
+    found.update(norm=meta.get("norm", "l2"), smoother_options=meta.get("smoother_options") or {})
     found.update(data=dataset.get("name"), split=dataset.get("split"), skip=dataset.get("skip"), data_path=dataset.get("path"))
     if "max" in meta:
         found["max"] = meta["max"]
@@ -180,6 +195,8 @@ def run_compare(
                 f"{entries[i].results} was made with other settings than the comparison ({'; '.join(differences)}).",
                 "Certify it again with the same settings (pass the model instead of the file), or pass --allow-mismatch to compare anyway, marked.",
             )
+    models, selected = check_model_entries(entries, settings, configured_datasets or {}, configured_checkpoints or {})  # before any certification
+    options = certifier_options_for(settings)
     methods: list[Method] = []
     taken: set[str] = set()
     for i, (entry, label) in enumerate(zip(entries, labels)):
@@ -187,6 +204,11 @@ def run_compare(
             methods.append(Method(label, entry, files[i], "file", checked[i]))
             continue
         target = out_dir / f"{_unique_slug(label, taken)}{RESULTS_SUFFIX}"
+        identity = expected_identity(models[i], settings, configured_datasets or {}, options)
+        existing = None if overwrite else find_identical(identity, [target.parent, output_root], selected)
+        if existing is not None:
+            methods.append(Method(label, entry, read_results(existing), "reused"))  # same identity: certifying again would give the same rows
+            continue
         result, origin = _certify(entry, target, settings, batch, device, overwrite, configured_datasets or {}, configured_checkpoints or {}, progress)
         methods.append(Method(label, entry, result, origin))
     common, notes = _common_images(methods, settings, allow_mismatch)
@@ -200,7 +222,7 @@ def _certify(entry: Entry, target: Path, settings: CompareSettings, batch: int, 
         model=entry.model, sigma=settings.sigma, data=settings.data, n0=settings.n0, n=settings.n, alpha=settings.alpha, batch=batch,
         seed=settings.seed, checkpoint=entry.checkpoint, data_path=settings.data_path, split=settings.split, certifier=settings.certifier,
         smoother=settings.smoother, skip=settings.skip, max=settings.max, device=device, out=target, overwrite=overwrite,
-        radii=settings.radii,
+        radii=settings.radii, smoother_options=settings.smoother_options,
     )
     existed = target.exists() and not overwrite
     try:
@@ -291,11 +313,12 @@ def _labels(entries: Sequence[Entry], files: Mapping[int, ResultsFile]) -> list[
         if entry.label:
             labels.append(entry.label)
         elif entry.results is not None:
-            labels.append(str(files[i].metadata.get("model") or entry.results.stem))
+            labels.append(_file_label(files[i].metadata) or entry.results.stem)
         else:
             labels.append(entry.model)
+    shared = [labels.count(label) > 1 for label in labels]  # before any is changed
     for i, entry in enumerate(entries):
-        if entry.label is None and labels.count(labels[i]) > 1:
+        if entry.label is None and shared[i]:
             if entry.results is not None:
                 labels[i] = f"{labels[i]} ({entry.results.stem})"
             elif entry.checkpoint is not None:
@@ -306,6 +329,19 @@ def _labels(entries: Sequence[Entry], files: Mapping[int, ResultsFile]) -> list[
         if labels.count(label) > 1:
             labels[i] = f"{label} #{seen[label]}"
     return labels
+
+
+def _file_label(meta: Mapping[str, Any]) -> str | None:
+    """The model of a results file, with its smoother when that is not the Gaussian one (an L1
+    run must never be labelled like an L2 one)."""
+    model = meta.get("model")
+    if not model:
+        return None
+    smoother, options = meta.get("smoother") or "gaussian", meta.get("smoother_options") or {}
+    if smoother == "gaussian" and not options:
+        return str(model)
+    shown = "".join(f" {key}={value}" for key, value in sorted(options.items()))
+    return f"{model} {smoother}{shown} ({meta.get('norm', 'l2')})"
 
 
 def _slug(text: str) -> str:

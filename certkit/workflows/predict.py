@@ -7,10 +7,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from certkit import plugins
 from certkit.certifiers.cohen import check_predict, predict_process
 from certkit.results.writer import ResultsWriter
 from certkit.sampling import MonteCarloSampler
+from certkit.smoothers import build_smoother, describe_smoother
 from certkit.workflows.certify import CertifyJob, CertifyOutcome, Progress, _Silent, certify_packed, default_output, metadata, now, prepare, resolve_onnx
 
 PREDICT_COLUMNS = ("idx", "label", "predict", "correct", "time", "n", "count_top", "count_second", "p_value")
@@ -23,15 +23,15 @@ def run_predict(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     progress = progress or _Silent()
     check_predict(job.n, job.alpha)
     job = resolve_onnx(job)
-    smoother = plugins.get("smoothers", job.smoother).obj(job.sigma)
-    run = prepare(job, configured_datasets, configured_checkpoints, progress)
+    smoother = build_smoother(job.smoother, job.sigma, job.smoother_options)
+    run = prepare(job, configured_datasets, configured_checkpoints, progress, smoother)
     job = run.job
     out = job.out or default_output(job, run.source.name, run.choice, PREDICT_METHOD)
-    info = metadata(replace(job, certifier=PREDICT_METHOD, n0=0), run, smoother.name, kind="predict")
+    info = metadata(replace(job, certifier=PREDICT_METHOD, n0=0), run, smoother, kind="predict")
     writer = ResultsWriter(out, info, columns=PREDICT_COLUMNS, overwrite=job.overwrite)
     todo = [i for i in run.indices if i not in writer.done]
     sampler = MonteCarloSampler(run.engine, smoother, job.batch, job.seed, on_samples=progress.samples)
-    progress.start(len(run.indices), len(run.indices) - len(todo), f"predict {run.source.name} σ={job.sigma:g} on {run.choice.name}")
+    progress.start(len(run.indices), len(run.indices) - len(todo), f"predict {run.source.name} {describe_smoother(smoother)} on {run.choice.name}")
     finished = None
     try:
         for idx, label, result, seconds in certify_packed(sampler, run.dataset, todo, lambda: predict_process(job.n, job.alpha)):

@@ -221,7 +221,8 @@ def plan_finetune(model: str, data: DataRequest, settings: TrainSettings, option
     dataset = training_images(source, data, net.input_spec, settings.seed)
     info = source.info
     names = info.class_names if len(info.class_names) == net.input_spec.num_classes else net.input_spec.class_names
-    net.input_spec = replace(net.input_spec, sigma=options.sigma, class_names=names)
+    # What the weights are for: certify warns when it smooths with other noise (C4).
+    net.input_spec = replace(net.input_spec, sigma=options.sigma, class_names=names, noise=getattr(objective_obj, "smoother", None))
     notes: list[str] = []
     evaluator = _evaluator(data, options, objective_obj, net.input_spec, configured_datasets, source, notes) if settings.eval_every > 0 else None
     task = NoisyClassificationTask(

@@ -64,8 +64,18 @@ def timm_model(arch: str, spec: InputSpec | str | None = None, **options) -> Tim
     return TimmClassifier(arch, resolve_spec(spec), **options)
 
 
+#: Prefixes training wrappers put before a network's own keys: DistributedDataParallel's
+#: ``module.`` and the ``model.`` of scripts that save a wrapper's state dict.
+WRAPPER_PREFIXES = ("module.", "model.")
+
+
 def checkpoint_filter(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """certkit's own files pass unchanged; a plain timm state dict (no ``net.`` keys) gets the prefix."""
+    """certkit's own files pass unchanged; a plain timm or torchvision state dict (the two share
+    key names for ResNets and most CNNs), also one saved through a DDP or model wrapper, gets
+    the ``net.`` prefix."""
     if any(key.startswith("net.") for key in state_dict):
         return state_dict
+    for prefix in WRAPPER_PREFIXES:
+        if state_dict and all(key.startswith(prefix) for key in state_dict):
+            state_dict = {key[len(prefix):]: value for key, value in state_dict.items()}
     return {f"net.{key}": value for key, value in state_dict.items()}
