@@ -16,6 +16,7 @@ from certkit.data.training import TrainingImages, check_images, label_fraction_i
 from certkit.data.transforms import TrainAugmentation, train_transform
 from certkit.errors import CertkitError, DataError
 from certkit.interfaces import InputSpec
+from certkit.smoothers import build_smoother
 from certkit.training import TrainOutcome, TrainSettings, train
 from certkit.training.evaluation import Evaluator
 from certkit.training.run_record import RunRecord
@@ -241,7 +242,7 @@ def _evaluator(data: DataRequest, options: FinetuneOptions, objective_obj: Any, 
     if isinstance(source, ImageFolderDataset) and validation.info.source == source.info.source:
         notes.append(f"evaluation skipped: {choice.name} has no '{choice.split}' split apart from its training images; pass --eval-split")
         return None
-    smoother = plugins.get("smoothers", getattr(objective_obj, "smoother", "gaussian")).obj(sigma=options.sigma)
+    smoother = build_smoother(getattr(objective_obj, "smoother", "gaussian"), options.sigma)  # the noise the model is trained for
     return Evaluator.from_dataset(validation, spec, smoother, options.eval_images, options.eval_n)
 
 
