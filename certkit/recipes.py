@@ -201,11 +201,33 @@ def all_recipes() -> list[Recipe]:
 
 
 def default_recipe(command: str, model: str) -> Recipe | None:
-    """The recipe that names ``model`` in its ``default_for`` (at most one may)."""
-    found = [r for r in all_recipes() if r.command == command and model in r.default_for]
+    """The recipe that names ``model`` in its ``default_for`` (at most one may). A broken
+    recipe file stops only the models it claims; others skip it (a plugin's typo must not stop
+    every training run)."""
+    from certkit import plugins
+
+    found = []
+    for component in plugins.host().registry("recipes"):
+        try:
+            recipe = _load(component)
+        except RecipeError:
+            if model in _claimed_models(component.obj):
+                raise
+            continue
+        if recipe.command == command and model in recipe.default_for:
+            found.append(recipe)
     if len(found) > 1:
         raise RecipeError(f"recipes {', '.join(r.name for r in found)} all claim to be the default {command} recipe of '{model}'.", "Keep default_for in one of them.")
     return _extended(found[0], seen=(found[0].name,)) if found else None
+
+
+def _claimed_models(obj: Any) -> tuple[str, ...]:
+    """``default_for`` of a recipe file read leniently (for deciding whose error it is)."""
+    try:
+        claimed = (yaml.safe_load(Path(obj).read_text(encoding="utf-8")) or {}).get("default_for") or ()
+        return tuple(str(m) for m in claimed)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError, TypeError):
+        return ()
 
 
 def protocol_overrides(name: str) -> dict[str, Any]:

@@ -173,3 +173,14 @@ def test_certify_protocol_sets_n_alpha_skip_under_the_flags(recipes, tmp_path, m
     assert (meta["n0"], meta["n"], meta["alpha"], meta["dataset"]["skip"]) == (20, 100, 0.01, 7)  # --n wins over the protocol
     bad = invoke("certify", "--protocol", "test-finetune-missing")
     assert bad.exit_code == 2 and "unknown protocol" in bad.stderr
+
+
+def test_a_bad_recipe_is_one_line_with_file_and_line_and_nothing_is_written(recipes, tmp_path, monkeypatch):
+    recipes(test_finetune=GOOD.replace("  epochs: 3", "  epochs: 3.5"))
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    result = invoke("finetune", "--model", "tiny-cnn", "--sigma", "0.25")  # tiny-cnn's default recipe
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "test-finetune.yaml:7: 'epochs' must be an integer, got 3.5" in lines[0]
+    assert snapshot(tmp_path) == before
