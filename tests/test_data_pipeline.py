@@ -197,3 +197,12 @@ def test_paths_that_do_not_exist_and_the_default_fashion_mnist_path(tmp_path, mo
     negative = invoke("finetune", "--sigma", "0.25", "--workers", "-1")
     assert negative.exit_code == 2 and "--workers must be >= 0, got -1" in negative.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_validation_subset_avoids_the_images_a_skip_run_certifies():
+    from certkit.data import select_indices
+    from certkit.training.evaluation import subset_indices
+
+    assert set(subset_indices(1000, 200)).isdisjoint(select_indices(1000, 5))  # the miniature's --skip 5
+    assert set(subset_indices(50_000, 1000)).isdisjoint(select_indices(50_000, 50))  # DMAE's every 50th ImageNet image
+    assert len(subset_indices(1000, 200)) == 200 and len(subset_indices(30, 200)) == 30

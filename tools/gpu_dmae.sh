@@ -15,7 +15,7 @@ set -euo pipefail
 out="${1:-runs/gpu-dmae}"
 ck=(${CERTKIT:-certkit})
 if [[ "${SIZE:-full}" == toy ]]; then
-  images=64 batch=8 ft_batch=4 epochs=2 workers="0 1" loader_workers=1 device=cpu rounds=1
+  images=16 batch=8 ft_batch=4 epochs=2 workers="0 1" loader_workers=1 device=cpu rounds=1
 else
   images=9600 batch=128 ft_batch=64 epochs=4 workers="0 2 4 8 15" loader_workers=15 device=cuda rounds=1
 fi

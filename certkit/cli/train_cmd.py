@@ -13,8 +13,8 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 
-from certkit.cli import options as opt
 from certkit.checkpoints import read_weights
+from certkit.cli import options as opt
 from certkit.cli.train_progress import EpochProgress
 from certkit.errors import CertkitError
 from certkit.training.options import SETTINGS, format_table
@@ -41,7 +41,6 @@ DataPath = _flag("data_path", kind=Path)
 Split = _flag("split", kind=str)
 MaxImages = _flag("max_images", "--max", kind=int)
 LabelFraction = _flag("label_fraction")
-Sigma = _flag("sigma")
 CropScale = _flag("crop_scale", kind=Pair, extra=" (LOW,HIGH or none)")
 CropRatio = _flag("crop_ratio", kind=Pair, extra=" (LOW,HIGH)")
 HFlip = _flag("hflip")
