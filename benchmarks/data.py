@@ -12,7 +12,10 @@ generated here, never downloaded), then measures images/s of
 for the fine-tuning transform (RRC 0.08-1 + flip + rand-m9-mstd0.5-inc1) and the pretraining
 one (RRC 0.2-1 + flip). The ratio per worker is loader images/s / workers / bare images/s
 (target >= 0.8; at 0 workers the loader works in this process). Rounds alternate the
-contenders, so machine load hits them alike; the median round is reported.
+contenders, so machine load hits them alike; the median round is reported. On a machine shared
+with other jobs, wall-clock ratios depend on what else runs; the CPU-time ratio (images per
+CPU-second of the training process and its workers, against the bare loop's) does not, and says
+what the loader's machinery costs.
 
     python benchmarks/data.py [--root /tmp/certkit-bench-jpegs --images 2000 --rounds 3]
 """
@@ -20,6 +23,7 @@ contenders, so machine load hits them alike; the median round is reported.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
@@ -55,17 +59,30 @@ def write_jpegs(root: Path, count: int, seed: int = 0) -> Path:
     return train
 
 
-def bare_loop(files: list[Path], transform) -> float:
-    """Images/s of decode + transform, one after another, nothing else."""
-    began = time.perf_counter()
+def bare_loop(files: list[Path], transform) -> tuple[float, float]:
+    """(images/s, CPU seconds per image) of decode + transform, one after another, nothing else."""
+    began, cpu = time.perf_counter(), time.process_time()
     for path in files:
         with Image.open(path) as image:
             transform(image.convert("RGB"))
-    return len(files) / (time.perf_counter() - began)
+    return len(files) / (time.perf_counter() - began), (time.process_time() - cpu) / len(files)
 
 
-def certkit_loader(train: Path, augmentation, workers: int, batch: int = 64) -> float:
-    """Images/s of one epoch through the trainer's own DataLoader (workers already started)."""
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of processes (Linux /proc), e.g. loader workers that are still alive."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def certkit_loader(train: Path, augmentation, workers: int, batch: int = 64) -> tuple[float, float]:
+    """(images/s, CPU seconds per image over the training process and its workers) of the
+    second epoch through the trainer's own DataLoader: the first starts the persistent workers."""
+    import torch
+
     from certkit.data.folders import image_folder
     from certkit.data.training import TrainingImages
     from certkit.data.transforms import train_transform
@@ -76,17 +93,18 @@ def certkit_loader(train: Path, augmentation, workers: int, batch: int = 64) -> 
     source = image_folder(train.parent, "train")
     dataset = TrainingImages(source, train_transform(augmentation, (224, 224), 3, (0.485, 0.456, 0.406)), seed=0)
     settings = TrainSettings(out_dir=Path("unused"), epochs=2, batch_size=batch, num_workers=workers)
-    import torch
-
     loader, sampler = _loader(dataset, settings, DistContext(), torch.device("cpu"))
     sampler.set_epoch(0)
-    for _ in zip(range(2), loader):  # start the workers and fill their queues: not measured
+    for _ in loader:  # a whole first epoch starts the workers and leaves no prefetched work behind: not measured
         pass
+    pids = [w.pid for w in getattr(loader._iterator, "_workers", [])] if workers else []
     sampler.set_epoch(1)
-    seen, began = 0, time.perf_counter()
+    seen, began, cpu, workers_cpu = 0, time.perf_counter(), time.process_time(), _cpu_seconds(pids)
     for images, _ in loader:
         seen += len(images)
-    return seen / (time.perf_counter() - began)
+    wall = time.perf_counter() - began
+    used = time.process_time() - cpu + _cpu_seconds(pids) - workers_cpu
+    return seen / wall, used / max(seen, 1)
 
 
 def main() -> None:
@@ -106,17 +124,20 @@ def main() -> None:
     for name, fields in TRANSFORMS.items():
         augmentation = TrainAugmentation(**fields)
         transform = train_transform(augmentation, (224, 224), 3, (0.485, 0.456, 0.406))
-        rounds: dict[str, list[float]] = {}
+        rounds: dict[str, list[tuple[float, float]]] = {}
         for _ in range(options.rounds):
             rounds.setdefault("bare", []).append(bare_loop(files, transform))
             for workers in options.workers:
-                rounds.setdefault(f"loader-{workers}", []).append(certkit_loader(train, augmentation, workers))
-        bare = statistics.median(rounds["bare"])
-        print(f"\n{name}: bare loop {bare:,.0f} images/s (one process)")
+                rounds.setdefault(f"loader-{workers}", []).append(certkit_loader(train, augmentation, workers, batch=min(64, max(1, len(files) // 4))))
+        bare, bare_cpu = (statistics.median(v) for v in zip(*rounds["bare"]))
+        print(f"\n{name}: bare loop {bare:,.0f} images/s in one process; {1 / bare_cpu:,.0f} images per CPU-second")
         for workers in options.workers:
-            speed = statistics.median(rounds[f"loader-{workers}"])
+            speed, cpu = (statistics.median(v) for v in zip(*rounds[f"loader-{workers}"]))
             per_worker = speed / max(workers, 1)
-            print(f"  certkit loader, {workers} worker{'s' if workers != 1 else ''}: {speed:7,.0f} images/s = {per_worker:6,.0f} per {'worker' if workers else 'process'}, ratio {per_worker / bare:.2f} x bare")
+            print(
+                f"  certkit loader, {workers} worker{'s' if workers != 1 else ''}: {speed:7,.0f} images/s = {per_worker:6,.0f} per {'worker' if workers else 'process'}, "
+                f"ratio {per_worker / bare:.2f} x bare; {1 / cpu:,.0f} images per CPU-second = {bare_cpu / cpu:.2f} x bare"
+            )
 
 
 if __name__ == "__main__":
