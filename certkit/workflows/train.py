@@ -54,8 +54,9 @@ def training_images(source: ImageDataset, request: DataRequest, spec: InputSpec,
     indices = None
     if request.label_fraction is not None:
         indices = label_fraction_indices(labels_of(source), request.label_fraction)
-    if request.max is not None:
-        indices = [(indices or range(len(source)))[i] for i in select_indices(len(indices) if indices is not None else len(source), 1, request.max)]
+    if request.max is not None:  # the first images (of the labelled fraction, if any)
+        pool = indices if indices is not None else list(range(len(source)))
+        indices = [pool[i] for i in select_indices(len(pool), 1, request.max)]
     transform = train_transform(request.augmentation, tuple(spec.image_size), spec.channels, tuple(spec.mean))
     return TrainingImages(source, transform, seed, indices)
 
