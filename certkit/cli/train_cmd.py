@@ -7,6 +7,7 @@ in :mod:`certkit.training.options`; ``--print-config`` shows each one's value an
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -134,7 +135,8 @@ def _run(ctx: typer.Context, command: str, flags: dict[str, Any], recipe: str | 
         with EpochProgress(console) as progress:
             outcome = plan.run(progress)
     except TrainingInterrupted as stop:
-        Console(stderr=True, highlight=False).print(_interrupted_line(stop, record.command, out_dir is None, run.out_dir), markup=False, soft_wrap=True)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, one line from rank 0
+            Console(stderr=True, highlight=False).print(_interrupted_line(stop, record.command, out_dir is None, run.out_dir), markup=False, soft_wrap=True)
         raise SystemExit(130) from None
     if command == "pretrain":
         console.print(f"pretrained weights: {outcome.weights}\nfine-tune them: certkit finetune --init {outcome.weights} --sigma 0.25 ...", markup=False)
