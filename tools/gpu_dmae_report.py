@@ -29,7 +29,7 @@ def main() -> None:
         memory = f"{last['peak_memory_gib']:.1f}" if "peak_memory_gib" in last else "n/a (CPU)"
         curve = " -> ".join(f"{e['loss']:.3f}" for e in epochs)
         hours = IMAGENET_TRAIN / speed / 3600
-        print(f"| {stage} | {speed:,.0f} | {memory} | {100 * last.get('data_wait_share', 0):.1f} % | {curve} | {hours:.2f} h |")
+        print(f"| {stage} | {speed:,.1f} | {memory} | {100 * last.get('data_wait_share', 0):.1f} % | {curve} | {hours:.2f} h |")
     run = json.loads((out / "pretrain" / "run.json").read_text()) if (out / "pretrain" / "run.json").exists() else {}
     if run:
         print(f"\npretraining: {run['settings']['epochs']} epochs of {run['task']['model']}, batch {run['settings']['batch']}, world size {run['world_size']}, amp {run['settings']['amp']}")
