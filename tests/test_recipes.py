@@ -1,7 +1,7 @@
 """Recipes and effective settings: registration through the hook, the file checks (file and
 line in every error), layering default < recipe < config file < flag, --print-config, and
 certify --protocol. The dmae plugin's own recipes are checked against the reference in
-plugins/dmae/tests/test_recipes.py."""
+plugins/dmae/tests/test_dmae_recipes.py."""
 
 from __future__ import annotations
 
