@@ -30,6 +30,9 @@ class NoisyCrossEntropy:
     over all copies plus, when consistency is on,
     ``consistency_lambda * mean_i KL(avg_softmax || softmax_i) + consistency_eta * H(avg_softmax)``.
 
+    ``sigma=0`` trains on clean images (plain cross-entropy, consistency refused, ``smoother``
+    None): the off-the-shelf classifier that denoised smoothing puts behind a denoiser.
+
     The defaults are the fine-tuning recipe of DMAE (and of ``certkit finetune``): consistency
     with lambda 2, eta 0.5 (0.1 at sigma >= 1), 2 copies, label smoothing 0.1. Cohen et al.'s
     plain Gaussian augmentation is ``consistency_lambda=0, consistency_eta=0,
@@ -55,13 +58,18 @@ class NoisyCrossEntropy:
     cutmix: float = 0.0
     mixup_prob: float = 1.0
     mixup_switch_prob: float = 0.5
-    smoother: str = "gaussian"
+    smoother: str | None = "gaussian"  # None at sigma 0: no noise
     name: str = "noisy-ce"
 
     def __post_init__(self) -> None:
-        if not self.sigma > 0:
-            raise CertkitError(f"sigma must be > 0, got {self.sigma}.", "Pass e.g. --sigma 0.25.")
-        self._noise: Smoother = build_smoother(self.smoother, self.sigma)
+        if not self.sigma >= 0:
+            raise CertkitError(f"sigma must be >= 0, got {self.sigma}.", "Pass e.g. --sigma 0.25 (or --sigma 0 for a classifier of clean images).")
+        if self.sigma == 0:
+            if self.consistency_lambda > 0:
+                # Without noise the copies are identical: consistency would only add the entropy term.
+                raise CertkitError("consistency regularization needs noise, and sigma is 0.", "Pass --no-consistency to train on clean images.")
+            self.smoother = None  # trained on clean images: the weights record no noise (C4)
+        self._noise: Smoother | None = build_smoother(self.smoother, self.sigma) if self.sigma > 0 else None
         if self.consistency_eta is None:
             self.consistency_eta = 0.1 if self.sigma >= 1.0 else 0.5
         if self.copies is None:
@@ -79,7 +87,7 @@ class NoisyCrossEntropy:
     def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> LossOutput:
         batch = images.shape[0]
         repeated = images.repeat(self.copies, 1, 1, 1)  # [m*B, C, H, W], copy-major
-        noisy = self._noise.perturb(repeated, generator)  # [m*B, C, H, W]
+        noisy = repeated if self._noise is None else self._noise.perturb(repeated, generator)  # [m*B, C, H, W]
         targets = labels.repeat(self.copies)
         if self.mixing:
             from timm.loss import SoftTargetCrossEntropy

@@ -193,6 +193,7 @@ def report_of_damaged(d: Path) -> list[str]:
 # --- the table ----------------------------------------------------------------------------
 
 REFUSE_RESULTS = ("--out to write a new file", "--overwrite")
+REPAIR_RESULTS = ("Drop the damaged line(s) with `certkit report --repair results/keep.tsv`", "keeps a backup")  # never --overwrite: it would lose the good rows
 
 CASES = [
     # YAML
@@ -227,17 +228,17 @@ CASES = [
     Case("malicious checkpoint", malicious_checkpoint, ("refused to load", "evil.pth: it refers to 'io.open'", "Only load checkpoints from sources you trust")),
     # results files (GOOD is damaged after it is written)
     Case("results header cut", certify_with(), ("keep.tsv does not start with the expected header", *REFUSE_RESULTS), damage=edit_results(lambda b: b[5:])),
-    Case("results garbage line", certify_with(), ("keep.tsv:2 has 1 fields, expected 10", *REFUSE_RESULTS), damage=edit_results(insert_after_header(b"garbage\n"))),
-    Case("results non-numeric row", certify_with(), ("keep.tsv:2: idx 'x' is not a number", *REFUSE_RESULTS), damage=edit_results(insert_after_header(row(idx="x")))),
-    Case("results garbled value", certify_with(), ("keep.tsv:2: radius '0.5?x' is not a number", *REFUSE_RESULTS), damage=edit_results(insert_after_header(row(radius="0.5?x")))),
-    Case("results binary garbage", certify_with(), ("keep.tsv:2 is not UTF-8 text", *REFUSE_RESULTS), damage=edit_results(insert_after_header(b"\xff\xfe\x00\x01\n"))),
+    Case("results garbage line", certify_with(), ("keep.tsv:2: expected 10 tab-separated fields, found 1", *REPAIR_RESULTS), damage=edit_results(insert_after_header(b"garbage\n"))),
+    Case("results non-numeric row", certify_with(), ("keep.tsv:2: idx 'x' is not an image index", *REPAIR_RESULTS), damage=edit_results(insert_after_header(row(idx="x")))),
+    Case("results garbled value", certify_with(), ("keep.tsv:2: radius '0.5?x' is not a number", *REPAIR_RESULTS), damage=edit_results(insert_after_header(row(radius="0.5?x")))),
+    Case("results binary garbage", certify_with(), ("keep.tsv:2: not UTF-8 text", *REPAIR_RESULTS), damage=edit_results(insert_after_header(b"\xff\xfe\x00\x01\n"))),
     Case("results from other n", certify_with("--n", "400"), ("different configuration", "n 300 vs 400", *REFUSE_RESULTS)),
     Case("results from other seed", certify_with("--seed", "3"), ("different configuration", "seed 0 vs 3", *REFUSE_RESULTS)),
     Case("results from other checkpoint", other_tiny_checkpoint, ("different configuration", "checkpoint_sha256", *REFUSE_RESULTS)),
     Case("results sidecar missing", certify_with(), ("has no keep.tsv.meta.json", *REFUSE_RESULTS), damage=remove(GOOD + ".meta.json")),
     Case("results sidecar corrupt", certify_with(), ("keep.tsv.meta.json is not valid JSON", *REFUSE_RESULTS), damage=edit_results(lambda b: b[:40], GOOD + ".meta.json")),
     Case("results sidecar not an object", certify_with(), ("keep.tsv.meta.json is not a JSON object", *REFUSE_RESULTS), damage=edit_results(lambda b: b"[1, 2]\n", GOOD + ".meta.json")),
-    Case("report of damaged results", report_of_damaged, ("keep.tsv:2: expected 10 tab-separated fields, found 1", "Fix or delete that line"), damage=edit_results(insert_after_header(b"garbage\n"))),
+    Case("report of damaged results", report_of_damaged, ("keep.tsv:2: expected 10 tab-separated fields, found 1", "Fix or delete that line", "certkit report --repair results/keep.tsv"), damage=edit_results(insert_after_header(b"garbage\n"))),
     # CLI arguments
     Case("skip zero", certify_with("--skip", "0"), ("certify.skip: must be >= 1, got 0", "skip: 1")),
     Case("max zero", certify_with("--max", "0"), ("certify.max: must be >= 1, got 0", "max: 500")),

@@ -133,10 +133,10 @@ def test_an_identical_certify_file_is_reused_not_certified_again(tiny_model, wor
 
 
 def test_every_entry_is_checked_before_anything_is_certified(tiny_model, workdir):
-    result = invoke("compare", "tiny-cnn", "cnn-mini", "--sigma", "0.25", *FAST, "--out-dir", "cmp")
+    result = invoke("compare", "tiny-cnn", "resnet-mini", "--sigma", "0.25", *FAST, "--out-dir", "cmp")  # resnet-mini ships no weights
     assert result.exit_code == 2
     message = " ".join(result.stderr.split())
-    assert "compare entry 'cnn-mini': model 'cnn-mini' has no checkpoint for sigma 0.25" in message
+    assert "compare entry 'resnet-mini': model 'resnet-mini' has no checkpoint for sigma 0.25" in message
     assert not (workdir / "cmp").exists() and not (workdir / "results").exists()
 
 

@@ -46,6 +46,33 @@ def test_noisy_ce_without_consistency_is_cross_entropy_on_noisy_images():
     assert float(output.loss.detach()) == pytest.approx(float(expected.detach()), abs=1e-6)
 
 
+def test_noisy_ce_at_sigma_zero_is_cross_entropy_on_clean_images():
+    """The clean classifier of denoised smoothing: sigma 0, consistency refused (no noise)."""
+    from conftest import TinyCNN
+
+    torch.manual_seed(0)
+    model = TinyCNN().eval()
+    images, labels = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    output = NoisyCrossEntropy(sigma=0.0, consistency_lambda=0, consistency_eta=0, label_smoothing=0)(model, images, labels, torch.Generator().manual_seed(3))
+    assert float(output.loss.detach()) == pytest.approx(float(torch.nn.functional.cross_entropy(model(images), labels).detach()), abs=1e-6)
+    with pytest.raises(CertkitError, match="consistency regularization needs noise, and sigma is 0. Pass --no-consistency"):
+        NoisyCrossEntropy(sigma=0.0)
+    with pytest.raises(CertkitError, match="sigma must be >= 0"):
+        NoisyCrossEntropy(sigma=-0.25, consistency_lambda=0)
+
+
+def test_finetune_at_sigma_zero_records_a_clean_classifier(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    quick = ["finetune", "--model", "tiny-cnn", "--sigma", "0", "--max", "32", "--batch", "16", "--epochs", "1", "--drop-path", "0", "--out-dir", "clean"]
+    refused = invoke(*quick)
+    assert refused.exit_code == 2 and "Pass --no-consistency" in refused.stderr and not (tmp_path / "clean").exists()
+    result = invoke(*quick, "--no-consistency")
+    assert result.exit_code == 0, result.output
+    from certkit.checkpoints import read_weights
+
+    assert read_weights(tmp_path / "clean/weights.safetensors").input_spec.sigma == 0.0
+
+
 def test_pretrain_refuses_a_supervised_objective():
     result = invoke("pretrain", "noisy-ce", "--epochs", "1")
     assert result.exit_code == 2

@@ -133,5 +133,5 @@ def test_plugins_lists_descriptions_and_checkpoint_sigmas():
     assert result.exit_code == 0, result.output
     lines = {line.split("│")[-2].strip() for line in result.output.splitlines() if line.count("│") >= 4}
     assert "smoother: uniform — U[-lam, lam]^d, lam = sqrt(3) sigma (Yang et al. 2020); L1 radius 2 lam (pA - 1/2)" in lines
-    assert any(line.startswith("model: vit-mini — ") and line.endswith("[checkpoints: σ 0.25, 0.5]") for line in lines), lines
+    assert any(line.startswith("model: vit-mini — ") and line.endswith("[checkpoints: σ 0.25, 0.5; uniform σ 0.25]") for line in lines), lines
     assert any(line.startswith("command: certify — Certify a model") for line in lines)

@@ -63,13 +63,13 @@ def test_reads_cohen_format_with_timedelta_times() -> None:
     assert results.predict[-1] == -1 and results.radius[-1] == 0.0
 
 
-def test_partial_last_line_is_dropped_and_flagged(tmp_path: Path) -> None:
-    too_few_fields = write_certkit(tmp_path / "a.tsv", [(0.5, 1)] * 3, tail="3\t0\t0\t0.4")
-    no_newline = write_certkit(tmp_path / "b.tsv", [(0.5, 1)] * 3, tail="3\t0\t0\t0.4\t1\t0.1\t0.9\t100\t90\t10")
-    for path in (too_few_fields, no_newline):
-        results = read_results(path)
-        assert len(results.idx) == 3
-        assert results.truncated_last_line
+def test_partial_last_line_is_dropped_and_said_but_a_complete_one_is_kept(tmp_path: Path) -> None:
+    partial = read_results(write_certkit(tmp_path / "a.tsv", [(0.5, 1)] * 3, tail="3\t0\t0\t0.4"))
+    assert len(partial.idx) == 3 and partial.truncated_last_line
+    assert any("incomplete last line 5" in note for note in partial.notes)
+    # A complete last row without a final newline (Cohen et al.'s files end so) is a row.
+    complete = read_results(write_certkit(tmp_path / "b.tsv", [(0.5, 1)] * 3, tail="3\t0\t0\t0.4\t1\t0.1\t0.9\t100\t90\t10"))
+    assert complete.idx.tolist() == [0, 1, 2, 3] and not complete.truncated_last_line and not complete.notes
 
 
 def test_malformed_middle_line_names_the_line(tmp_path: Path) -> None:

@@ -167,3 +167,25 @@ def test_finetuning_for_uniform_noise_records_it_and_names_the_smoother(tiny_mod
     spec = read_weights(tmp_path / "run" / "weights.safetensors").input_spec
     assert (spec.noise, spec.sigma) == ("uniform", 0.25)
     assert "certkit certify --model tiny-cnn --sigma 0.25 --smoother uniform --checkpoint" in " ".join(result.output.split())
+
+
+def test_the_shipped_uniform_model_is_found_for_the_uniform_smoother():
+    from certkit.models import load_classifier
+
+    uniform = load_classifier("vit-mini", 0.25, noise="uniform")
+    assert uniform.checkpoint.name == "vit-mini-uniform-sigma0.25.safetensors"
+    assert (uniform.spec.noise, uniform.spec.sigma) == ("uniform", 0.25)
+    gaussian = load_classifier("vit-mini", 0.25)
+    assert gaussian.checkpoint.name == "vit-mini-sigma0.25.safetensors" and gaussian.spec.noise in (None, "gaussian")
+    fallback = load_classifier("vit-mini", 0.5, noise="uniform")  # no uniform weights at 0.5: the Gaussian ones
+    assert fallback.checkpoint.name == "vit-mini-sigma0.5.safetensors"
+
+
+def test_predict_with_the_uniform_smoother_records_it(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(build_app(), ["predict", "--model", "tiny-cnn", "--sigma", "0.25", "--n", "100", "--max", "2", "--smoother", "uniform"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    (path,) = (tmp_path / "results").glob("*.tsv")
+    assert path.name == "tiny-cnn_sigma0.25_fashion-mnist-mini-test_cohen-predict_uniform.tsv"
+    meta = json.loads(path.with_name(path.name + ".meta.json").read_text())
+    assert (meta["kind"], meta["smoother"], meta["norm"]) == ("predict", "uniform", "l1")

@@ -12,13 +12,12 @@ from rich.console import Console
 from certkit.cli import options as opt
 from certkit.cli.progress import ImageProgress
 from certkit.config import load_settings
-from certkit.results.metrics import certified_accuracy, default_radius_grid, fine_radius_grid, parse_radii
-from certkit.results.plot import plot_certified_accuracy
+from certkit.results.metrics import default_radius_grid, parse_radii
+from certkit.results.plot import curves_for, plot_certified_accuracy
 from certkit.results.report import build_report, render_table, write_csv, write_markdown
 from certkit.workflows.compare import Comparison, parse_entry, run_compare
 
 MISMATCH_MARK = " *"
-_NORM_NAMES = {"l2": "L2", "l1": "L1", "linf": "L∞"}
 
 
 def compare(
@@ -84,25 +83,23 @@ def _print_and_write(comparison: Comparison, requested: list[float] | None, name
     grid, rows = build_report(results, requested if requested is not None else default_radius_grid(results), labels=labels)
     rows = [replace(row, note="; ".join(m.differences)) for row, m in zip(rows, methods)]
     s = comparison.settings
-    norms = sorted({str(m.results.metadata.get("norm", "l2")) for m in methods})
-    radius = f"{_NORM_NAMES.get(norms[0], norms[0])} radius" if len(norms) == 1 else f"radius in each method's norm ({', '.join(_NORM_NAMES.get(n, n) for n in norms)}; see 'differs')"
-    title = f"Certified accuracy (%) at {radius}, {s.describe()}"
     for method in methods:
         source = method.entry.results if method.origin == "file" else method.results.path
         why = " (same model, weights and settings: not certified again)" if method.origin == "reused" else ""
         console.print(f"{method.label}: {method.origin} {source}{why}", markup=False, highlight=False)
-    console.print(render_table(grid, rows, width=console.width, compare=True, title=title))
+        for note in method.results.notes:
+            console.print(f"note: {note}", style="yellow", markup=False)
+    # One table per norm (an --allow-mismatch comparison across norms never shares a column).
+    console.print(render_table(grid, rows, width=console.width, compare=True, context=s.describe()))
     for note in comparison.notes:
-        console.print(f"[yellow]note: {note}[/yellow]")
+        console.print(f"note: {note}", style="yellow", markup=False)
     if any(m.differences for m in methods):
-        console.print(f"[yellow]{MISMATCH_MARK.strip()} made with other settings than the comparison's ({s.describe()}); see the 'differs' column.[/yellow]")
+        console.print(f"{MISMATCH_MARK.strip()} made with other settings than the comparison's ({s.describe()}); see the 'differs' column.", style="yellow", markup=False)
 
-    fine = fine_radius_grid(results)
-    curves = [(label, fine, certified_accuracy(result, fine)) for label, result in zip(labels, results)]
     target = comparison.out_dir
     target.mkdir(parents=True, exist_ok=True)
     outputs = [target / f"{name}.md", target / f"{name}.csv", target / f"{name}.png"]
-    write_markdown(outputs[0], grid, rows, compare=True, title=title)
+    write_markdown(outputs[0], grid, rows, compare=True, context=s.describe())
     write_csv(outputs[1], grid, rows, compare=True)
-    plot_certified_accuracy(outputs[2], curves, title=f"{s.data}, σ={s.sigma:g}, N={s.n:,}, α={s.alpha:g}, {comparison.common_images} images")
-    console.print("Wrote " + ", ".join(str(path) for path in outputs))
+    plot_certified_accuracy(outputs[2], curves_for(results, labels), title=f"{s.data}, σ={s.sigma:g}, N={s.n:,}, α={s.alpha:g}, {comparison.common_images} images")
+    console.print("Wrote " + ", ".join(str(path) for path in outputs), markup=False)

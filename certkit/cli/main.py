@@ -12,6 +12,7 @@ import sys
 import click
 import typer
 from rich.console import Console
+from rich.text import Text
 from typer.core import TyperGroup
 
 from certkit import __version__, plugins
@@ -25,7 +26,10 @@ def _version(value: bool) -> None:
 
 
 def _print_error(error: CertkitError) -> None:
-    Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
+    # The message quotes user text (paths, labels, file contents): a Text is printed literally,
+    # never parsed for markup ("[/b]") or emoji codes (":100:").
+    message = Text("error: ", style="bold red") + Text(str(error))
+    Console(stderr=True).print(message, highlight=False, soft_wrap=True)
 
 
 class _CertkitGroup(TyperGroup):

@@ -21,7 +21,7 @@ class ImageProgress:
     def __init__(self, console: Console) -> None:
         self.console = console
         self._progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),  # model and data names, printed as they are
             BarColumn(bar_width=20),
             MofNCompleteColumn(),
             TextColumn("images"),
@@ -43,7 +43,7 @@ class ImageProgress:
 
     def start(self, total: int, already_done: int, description: str) -> None:
         if already_done:
-            self.console.print(f"resuming: {already_done} of {total} images already in the results file")
+            self.console.print(f"resuming: {already_done} of {total} images already in the results file", markup=False)
         self._task = self._progress.add_task(description, total=total, completed=already_done, rate=None)
         self._began = time.perf_counter()
 
@@ -55,4 +55,4 @@ class ImageProgress:
         self._progress.update(self._task, advance=1, rate=self._samples / elapsed)
 
     def note(self, message: str) -> None:
-        self.console.print(f"[yellow]{message}[/yellow]")
+        self.console.print(message, style="yellow", markup=False, emoji=False, highlight=False)

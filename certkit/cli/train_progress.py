@@ -55,7 +55,9 @@ class EpochProgress:
         logged = "  ".join(f"{key} {_number(value)}" for key, value in summary.items() if key not in _FIXED and not key.startswith("val_"))
         line = f"epoch {summary['epoch']}: loss {summary['loss']:.4f}, lr {summary['lr']:.2e}, {summary['images_per_second']:,.0f} img/s" + (f"  |  {logged}" if logged else "")
         if "val_clean_acc" in summary:
-            line += f"\n  validation ({summary['val_images']} images): clean {100 * summary['val_clean_acc']:.1f}%, smoothed r=0 {100 * summary['val_smoothed_acc_r0']:.1f}% (N = {summary['val_n']})"
+            line += f"\n  validation ({summary['val_images']} images): clean {100 * summary['val_clean_acc']:.1f}%"
+            if "val_smoothed_acc_r0" in summary:
+                line += f", smoothed r=0 {100 * summary['val_smoothed_acc_r0']:.1f}% (N = {summary['val_n']})"
         self.console.print(line, markup=False, highlight=False)
 
     def note(self, message: str) -> None:

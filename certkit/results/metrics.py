@@ -9,12 +9,14 @@ wrong, so abstaining never helps the number.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from certkit.errors import ResultsError
 from certkit.results.reader import ResultsFile
+from certkit.stats import clopper_pearson_lower
 
 _GRID_STEP = 0.25
 _MIN_GRID_TOP = 1.0
@@ -36,10 +38,12 @@ def certified_accuracy(results: ResultsFile, radii: Sequence[float]) -> np.ndarr
 
 
 def average_certified_radius(results: ResultsFile) -> float:
-    """Mean over all rows of ``radius * correct`` (Zhai et al. 2020); NaN for an empty file."""
+    """Mean over all rows of ``radius * correct`` (Zhai et al. 2020); NaN for an empty file.
+    A row whose radius is NaN counts as radius 0 (not certified), as in the accuracy."""
     if results.radius.shape[0] == 0:
         return math.nan
-    return float(np.mean(results.radius * (results.correct == 1)))
+    certified = (results.correct == 1) & ~np.isnan(results.radius)
+    return float(np.mean(np.where(certified, results.radius, 0.0)))
 
 
 def envelope(results: Sequence[ResultsFile], radii: Sequence[float]) -> np.ndarray:
@@ -47,6 +51,43 @@ def envelope(results: Sequence[ResultsFile], radii: Sequence[float]) -> np.ndarr
     if not results:
         raise ValueError("envelope needs at least one results file")
     return np.nanmax(np.stack([certified_accuracy(r, radii) for r in results]), axis=0)
+
+
+def largest_certifiable_radius(metadata: Mapping[str, Any]) -> float | None:
+    """The largest radius a run with this metadata could ever certify: its smoother's radius at
+    the bound N hits out of N give, alpha ** (1 / N) (one-sided Clopper-Pearson). Larger radii
+    are unreachable whatever the model: reports show them as such, not as 0 %. None when the
+    metadata does not say (Cohen et al.'s files) or the smoother is not installed."""
+    try:
+        n, alpha, sigma = int(metadata["n"]), float(metadata["alpha"]), float(metadata["sigma"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if metadata.get("kind", "certify") != "certify" or n < 1 or not 0 < alpha < 1:
+        return None
+    smoother = _smoother(str(metadata.get("smoother") or "gaussian"), sigma, metadata.get("smoother_options") or {})
+    if smoother is None:
+        return None
+    radius = float(smoother.radius(clopper_pearson_lower(n, n, alpha)))
+    return radius if math.isfinite(radius) and radius > 0 else None
+
+
+def reach_of(results: ResultsFile) -> float | None:
+    """:func:`largest_certifiable_radius` of a file, never below a radius the file holds (a
+    certifier may spend more than N samples on an image: its rows are not hidden)."""
+    bound = largest_certifiable_radius(results.metadata)
+    if bound is None:
+        return None
+    held = results.radius[np.isfinite(results.radius)]
+    return max(bound, float(held.max())) if held.size else bound
+
+
+def _smoother(name: str, sigma: float, options: Mapping[str, Any]) -> Any:
+    from certkit import plugins  # the registry loads plugins: only when a report needs it
+
+    try:
+        return plugins.get("smoothers", name).obj(sigma, **dict(options))
+    except Exception:  # a plugin's smoother that is gone, or its options changed: no bound, no claim
+        return None
 
 
 def max_radius(results: ResultsFile | Sequence[ResultsFile]) -> float:

@@ -41,12 +41,12 @@ class Evaluator:
 
     images: torch.Tensor  # [M, C, H, W] uint8
     labels: torch.Tensor  # [M] int64
-    smoother: Smoother
+    smoother: Smoother | None  # None (a classifier of clean images): clean accuracy only
     n: int
     batch: int = 256
 
     @classmethod
-    def from_dataset(cls, dataset: ImageDataset, spec: InputSpec, smoother: Smoother, count: int, n: int) -> Evaluator:
+    def from_dataset(cls, dataset: ImageDataset, spec: InputSpec, smoother: Smoother | None, count: int, n: int) -> Evaluator:
         """Images at the model's size: as the dataset gives them when it already has that size,
         else through the evaluation transform (resize the shorter side by 1/0.875, centre crop)."""
         indices = subset_indices(len(dataset), count)
@@ -66,11 +66,12 @@ class Evaluator:
     def __call__(self, model: nn.Module, device: torch.device) -> dict[str, Any]:
         was_training = model.training
         try:
-            clean = self._clean_accuracy(model, device)
-            smoothed = self._smoothed_accuracy(model, device)
+            numbers = {"val_images": len(self.labels), "val_clean_acc": self._clean_accuracy(model, device)}
+            if self.smoother is not None:
+                numbers.update(val_smoothed_acc_r0=self._smoothed_accuracy(model, device), val_n=self.n)
         finally:
             model.train(was_training)
-        return {"val_images": len(self.labels), "val_clean_acc": clean, "val_smoothed_acc_r0": smoothed, "val_n": self.n}
+        return numbers
 
     @torch.inference_mode()
     def _clean_accuracy(self, model: nn.Module, device: torch.device) -> float:

@@ -21,8 +21,8 @@ from certkit.fileio import safe_name
 from certkit.interfaces import CertifyProcess, CertifySettings, CountSampler, InputSpec, Smoother
 from certkit.models import load_classifier
 from certkit.smoothers import build_smoother, describe_smoother, smoother_options, training_mismatch
-from certkit.results.parts import completed_indices, merge_parts, part_files, part_path, remove_parts, update_metadata
-from certkit.results.writer import ResultsWriter, format_row
+from certkit.results.store import ResultsStore
+from certkit.results.writer import format_row
 from certkit.sampling import MonteCarloSampler
 from certkit.training.distributed import barrier, init_from_env, local_device
 from certkit.workflows.resolve import DatasetChoice, open_dataset, resolve_dataset, versions
@@ -242,18 +242,14 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     job, choice, indices, dataset = run.job, run.choice, run.indices, run.dataset
     out = job.out or default_output(job, run.source.name, choice, job.certifier)
     info = metadata(job, run, smoother, kind="certify", certifier_options=settings.extra)
-    writer = open_results(out, info, job.overwrite) if context.is_main else None
+    results = ResultsStore.open(out, info, overwrite=job.overwrite, note=progress.note) if context.is_main else None
+    writer = results
     if context.enabled:
         # Every rank reads the same finished rows (after rank 0 checked and merged the file) and
         # takes every world_size-th image still to do: no image twice, none dropped.
-        if writer is not None:
-            writer.close()
         barrier(context)
-        done = completed_indices(out)
-        writer = ResultsWriter(part_path(out, context.rank), {**info, "part": {"rank": context.rank, "world_size": context.world_size}}, overwrite=True)
-    else:
-        done = writer.done
-    todo = [i for i in indices if i not in done]
+        writer = ResultsStore.open_part(out, info, context.rank, context.world_size)
+    todo = [i for i in indices if i not in writer.done]
     mine = todo[context.rank :: context.world_size]
     sampler = MonteCarloSampler(run.engine, smoother, job.batch, job.seed, on_samples=progress.samples)
     description = f"{run.source.name} {describe_smoother(smoother)} on {choice.name}"
@@ -277,22 +273,9 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     if context.enabled:
         barrier(context)
         if context.is_main:
-            merge_parts(out)
-            update_metadata(out, finished=now(), world_size=context.world_size)
+            results.merge_parts()
+            results.close(finished=now(), world_size=context.world_size)
     return CertifyOutcome(out, len(todo), len(indices) - len(todo), len(indices), context.rank)
-
-
-def open_results(out: Path, info: Mapping[str, Any], overwrite: bool) -> ResultsWriter:
-    """The results file, checked against ``info``; part files a killed distributed run left are
-    merged into it first (or removed with ``overwrite``)."""
-    if overwrite:
-        remove_parts(out)
-    writer = ResultsWriter(out, info, overwrite=overwrite)
-    if part_files(out):
-        writer.close()
-        merge_parts(out)
-        writer = ResultsWriter(out, info)
-    return writer
 
 
 def certify_packed(sampler: MonteCarloSampler, dataset: Any, todo: list[int], make_process: Callable[[], CertifyProcess]) -> Iterator[tuple[int, int, Any, float]]:

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from certkit.certifiers.cohen import check_predict, predict_process
-from certkit.results.writer import ResultsWriter
+from certkit.results.store import ResultsStore
+from certkit.results.writer import PREDICT_COLUMNS
 from certkit.sampling import MonteCarloSampler
 from certkit.smoothers import build_smoother, describe_smoother
 from certkit.workflows.certify import CertifyJob, CertifyOutcome, Progress, _Silent, certify_packed, default_output, metadata, now, prepare, resolve_onnx
 
-PREDICT_COLUMNS = ("idx", "label", "predict", "correct", "time", "n", "count_top", "count_second", "p_value")
 PREDICT_METHOD = "cohen-predict"
 
 
@@ -28,7 +28,7 @@ def run_predict(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     job = run.job
     out = job.out or default_output(job, run.source.name, run.choice, PREDICT_METHOD)
     info = metadata(replace(job, certifier=PREDICT_METHOD, n0=0), run, smoother, kind="predict")
-    writer = ResultsWriter(out, info, columns=PREDICT_COLUMNS, overwrite=job.overwrite)
+    writer = ResultsStore.open(out, info, columns=PREDICT_COLUMNS, overwrite=job.overwrite, note=progress.note)
     todo = [i for i in run.indices if i not in writer.done]
     sampler = MonteCarloSampler(run.engine, smoother, job.batch, job.seed, on_samples=progress.samples)
     progress.start(len(run.indices), len(run.indices) - len(todo), f"predict {run.source.name} {describe_smoother(smoother)} on {run.choice.name}")

@@ -188,8 +188,8 @@ def run_finetune(model: str, data: DataRequest, settings: TrainSettings, options
 
 
 def plan_finetune(model: str, data: DataRequest, settings: TrainSettings, options: FinetuneOptions, configured_datasets: dict[str, Any], record: RunRecord | None = None) -> TrainPlan:
-    if options.sigma <= 0:
-        raise CertkitError(f"sigma must be > 0, got {options.sigma}.", "Pass e.g. --sigma 0.25.")
+    if options.sigma < 0:
+        raise CertkitError(f"sigma must be >= 0, got {options.sigma}.", "Pass e.g. --sigma 0.25 (0: a classifier of clean images).")
     objective = find_objective(options.objective, supervised=True)
     try:
         objective_obj = objective.obj(sigma=options.sigma, **options.objective_options)
@@ -243,7 +243,8 @@ def _evaluator(data: DataRequest, options: FinetuneOptions, objective_obj: Any, 
     if isinstance(source, ImageFolderDataset) and validation.info.source == source.info.source:
         notes.append(f"evaluation skipped: {choice.name} has no '{choice.split}' split apart from its training images; pass --eval-split")
         return None
-    smoother = build_smoother(getattr(objective_obj, "smoother", "gaussian"), options.sigma)  # the noise the model is trained for
+    noise = getattr(objective_obj, "smoother", "gaussian")
+    smoother = build_smoother(noise, options.sigma) if noise and options.sigma > 0 else None  # the noise the model is trained for; none at sigma 0
     return Evaluator.from_dataset(validation, spec, smoother, options.eval_images, options.eval_n)
 
 

@@ -49,7 +49,7 @@ def test_cohen_baseline_from_scratch_then_certify(tmp_path, monkeypatch):
     run = tmp_path / "runs/finetune-cnn-mini-sigma0.25"
     task = json.loads((run / "run.json").read_text())["task"]
     assert task["objective"] == "noisy-ce"
-    assert task["objective_options"] == {"sigma": 0.25, "consistency_lambda": 0.0, "consistency_eta": 0.0, "copies": 1, "label_smoothing": 0.0}
+    assert task["objective_options"] == {"sigma": 0.25, "consistency_lambda": 0.0, "consistency_eta": 0.0, "copies": 1, "label_smoothing": 0.0, "smoother": "gaussian"}
     certified = invoke("certify", "--model", "cnn-mini", "--checkpoint", str(run / "weights.safetensors"), "--n0", "10", "--n", "100", "--max", "2", "--out", "r.tsv")
     assert certified.exit_code == 0, certified.output
 

@@ -15,11 +15,14 @@ WEIGHTS = Path(__file__).parent / "weights"
 RECIPES = Path(__file__).parent / "recipes"
 
 
-def _shipped(model: str) -> dict[float, Path]:
-    """Checkpoints shipped in the package, one per sigma: ``<model>-sigma<sigma>.safetensors``."""
-    found = {}
-    for path in sorted(WEIGHTS.glob(f"{model}-sigma*.safetensors")):
-        found[float(path.stem.split("-sigma")[-1])] = path
+def _shipped(model: str) -> dict[float | tuple[str, float], Path]:
+    """Checkpoints shipped in the package: ``<model>-sigma<sigma>.safetensors`` for Gaussian
+    noise, ``<model>-<smoother>-sigma<sigma>.safetensors`` for another smoother's noise."""
+    found: dict[float | tuple[str, float], Path] = {}
+    for path in sorted(WEIGHTS.glob(f"{model}-*sigma*.safetensors")):
+        head, _, sigma = path.stem.rpartition("-sigma")
+        noise = head[len(model) + 1 :]
+        found[(noise, float(sigma)) if noise else float(sigma)] = path
     return found
 
 

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The comparison of docs/denoised.md: DMAE (vit-mini), the Gaussian baseline (cnn-mini), Salman
+# et al.'s DnCNN + clean vit-mini, and Carlini et al.'s one-shot diffusion denoiser + clean
+# vit-mini, on the same 200 test images (every 5th), N0 100, N 10,000, alpha 0.001, seed 0.
+#   bash tools/compare_denoised.sh [RUNS_DIR] [SIGMAS]     (defaults runs/denoised, "0.25 0.5 1.0")
+# Needs the models of tools/train_denoised.sh (sigma 1.0: the ones trained there; 0.25 and 0.5:
+# the shipped ones). Rerunning resumes unfinished results files and reuses finished ones.
+set -euo pipefail
+runs="${1:-runs/denoised}"
+sigmas="${2:-0.25 0.5 1.0}"
+common=(--skip 5 --max 200 --n0 100 --n 10000 --alpha 0.001 --seed 0 --batch 1000 --engine onnx)
+for sigma in $sigmas; do
+  out="$runs/compare/sigma$sigma"
+  if [ "$sigma" = "1.0" ]; then
+    dmae=(--checkpoint "$runs/dmae-sigma1.0/weights.safetensors")
+    gaussian=(--checkpoint "$runs/cnn-mini-sigma1.0/weights.safetensors")
+  else
+    dmae=() gaussian=()
+  fi
+  certkit certify --model vit-mini --sigma "$sigma" "${dmae[@]}" "${common[@]}" --out "$out/dmae.tsv"
+  certkit certify --model cnn-mini --sigma "$sigma" "${gaussian[@]}" "${common[@]}" --out "$out/gaussian.tsv"
+  certkit certify --model denoised --sigma "$sigma" -M denoiser=dncnn-mini "${common[@]}" --out "$out/salman.tsv"
+  certkit certify --model denoised --sigma "$sigma" -M denoiser=unet-mini "${common[@]}" --out "$out/carlini.tsv"
+  certkit compare "DMAE:$out/dmae.tsv" "Gaussian:$out/gaussian.tsv" "Salman (DnCNN):$out/salman.tsv" \
+    "Carlini (diffusion):$out/carlini.tsv" --radii 0:2:0.25 --out-dir "$out" --name compare-sigma$sigma
+  python tools/paired_sign_tests.py "DMAE=$out/dmae.tsv" "Gaussian=$out/gaussian.tsv" "Salman=$out/salman.tsv" \
+    "Carlini=$out/carlini.tsv" --radii 0,0.5,1,1.5,2 > "$out/sign-tests.md"
+done
+# Best sigma per radius, per method (certkit report --envelope over the method's sigmas).
+for method in dmae gaussian salman carlini; do
+  files=()
+  for sigma in $sigmas; do files+=("$runs/compare/sigma$sigma/$method.tsv"); done
+  certkit report "${files[@]}" --envelope --radii 0:2:0.25 --out-dir "$runs/compare" --name "envelope-$method"
+done
