@@ -17,7 +17,7 @@ from rich.console import Console
 from certkit.checkpoints import read_weights
 from certkit.cli import options as opt
 from certkit.cli.train_progress import EpochProgress
-from certkit.errors import CertkitError
+from certkit.errors import CertkitError, DataError
 from certkit.training.options import SETTINGS, format_table
 from certkit.training.trainer import TrainingInterrupted
 
@@ -107,28 +107,19 @@ def _run(ctx: typer.Context, command: str, flags: dict[str, Any], recipe: str | 
         run.effective.set(name, None, f"flag --{name.replace('_', '-')} none")
     settings = ts.train_settings(run, resume, accept_changes)
     record = ts.run_record(run, _command_line(ctx))
-    if command == "pretrain":
-        plan = plan_pretrain(run.objective, run.effective["model"], ts.data_request(run), settings, ts.pretrain_options(run), run.config.datasets, record)
-    else:
-        plan = plan_finetune(run.effective["model"], ts.data_request(run), settings, ts.finetune_options(run), run.config.datasets, record)
+    try:
+        if command == "pretrain":
+            plan = plan_pretrain(run.objective, run.effective["model"], ts.data_request(run), settings, ts.pretrain_options(run), run.config.datasets, record)
+        else:
+            plan = plan_finetune(run.effective["model"], ts.data_request(run), settings, ts.finetune_options(run), run.config.datasets, record)
+    except DataError as error:
+        if not print_config:
+            raise
+        _print_config(run, settings, None, out_dir, [f"the data cannot be opened yet, so the model and data checks did not run: {error}"])
+        return
     console = Console(highlight=False)
     if print_config:
-        effective = run.effective
-        for name, value in plan.record.settings.items():  # values the workflow worked out (e.g. layer decay)
-            if plan.record.sources.get(name) != effective.sources.get(name):
-                effective.set(name, value, plan.record.sources[name])
-        derived = {
-            "out_dir": (str(run.out_dir), "flag --out-dir" if out_dir else "default (from the command and model)"),
-            "accum (used)": (settings.accum_iter, "effective_batch / (batch x processes)" if effective["effective_batch"] else "accum"),
-            "lr (used)": (settings.base_lr(_world()), "lr" if settings.lr is not None else f"blr x {settings.effective_batch(_world())} / 256"),
-            "input_spec": (_spec_text(plan.task.model.input_spec), plan.spec_source),
-        }
-        used = plan.task.describe().get("objective_options") or plan.task.describe().get("options")
-        if used:
-            derived["objective options (used)"] = (used, f"objective {plan.task.describe()['objective']} with the settings above")
-        console.print(format_table(effective, derived), soft_wrap=True, markup=False)
-        for note in plan.notes:
-            console.print(f"note: {note}", markup=False)
+        _print_config(run, settings, plan, out_dir, plan.notes)
         return
     console.print(f"run directory: {run.out_dir}", markup=False)
     try:
@@ -145,6 +136,29 @@ def _run(ctx: typer.Context, command: str, flags: dict[str, Any], recipe: str | 
         extra = f"\nbest validation epoch: {best}" if best.exists() else ""
         smoother = read_weights(outcome.weights).input_spec.noise or "gaussian"
         console.print(f"weights: {outcome.weights}{extra}\ncertify them: certkit certify --model {run.effective['model']} --sigma {run.effective['sigma']:g} --smoother {smoother} --checkpoint {outcome.weights}", markup=False)
+
+
+def _print_config(run, settings, plan, out_dir: Path | None, notes: list[str]) -> None:
+    """The effective settings, the values worked out from them, and the plan's notes."""
+    effective = run.effective
+    derived = {
+        "out_dir": (str(run.out_dir), "flag --out-dir" if out_dir else "default (from the command and model)"),
+        "accum (used)": (settings.accum_iter, "effective_batch / (batch x processes)" if effective["effective_batch"] else "accum"),
+        "lr (used)": (settings.base_lr(_world()), "lr" if settings.lr is not None else f"blr x {settings.effective_batch(_world())} / 256"),
+    }
+    if plan is not None:
+        for name, value in plan.record.settings.items():  # values the workflow worked out (e.g. layer decay)
+            if plan.record.sources.get(name) != effective.sources.get(name):
+                effective.set(name, value, plan.record.sources[name])
+        described = plan.task.describe()
+        derived["input_spec"] = (_spec_text(plan.task.model.input_spec), plan.spec_source)
+        used = described.get("objective_options") or described.get("options")
+        if used:
+            derived["objective options (used)"] = (used, f"objective {described['objective']} with the settings above")
+    console = Console(highlight=False)
+    console.print(format_table(effective, derived), soft_wrap=True, markup=False)
+    for note in notes:
+        console.print(f"note: {note}", markup=False, soft_wrap=True)
 
 
 def _command_line(ctx: typer.Context) -> str:

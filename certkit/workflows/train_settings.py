@@ -16,7 +16,6 @@ from certkit.recipes import RecipeError, default_recipe, get_recipe
 from certkit.training import TrainSettings
 from certkit.training.options import CONFIG_KEYS, FINETUNE, PRETRAIN, EffectiveSettings, auto_workers, resolve
 from certkit.training.run_record import RunRecord
-from certkit.workflows.resolve import resolve_dataset
 from certkit.workflows.train import DataRequest, FinetuneOptions, find_objective
 
 
@@ -103,12 +102,19 @@ def _auto_values(effective: EffectiveSettings, config: Settings) -> None:
         cap = 40.0 if command == PRETRAIN else 5.0
         effective.set("warmup_epochs", min(cap, values["epochs"] / 10), f"default (auto: min({cap:g}, epochs / 10))")
     if values["workers"] is None:
-        try:
-            choice = resolve_dataset(values["data"], _path(values["data_path"]), values["split"], dict(config.datasets))
-            lazy = bool(getattr(plugins.get("datasets", choice.type).obj, "lazy", False))
-        except CertkitError:
-            lazy = False  # the dataset error is reported when the data is opened
+        lazy = _reads_files(values["data"], dict(config.datasets))
         effective.set("workers", auto_workers(in_memory=not lazy), f"default (auto: {'files read per image' if lazy else 'dataset in memory'})")
+
+
+def _reads_files(name: str, configured: dict[str, Any]) -> bool:
+    """Whether the dataset ``name`` reads a file per image (an image folder, ImageNet), which is
+    what loader workers are for; decided from its type, before (and whether or not) it opens."""
+    entry = configured.get(name)
+    kind = (entry.type or name) if entry is not None else name
+    registry = plugins.host().registry("datasets")
+    if kind in registry:
+        return bool(getattr(registry.get(kind).obj, "lazy", False))
+    return Path(name).expanduser().is_dir()  # a folder of class folders
 
 
 def _default_out_dir(command: str, objective: str, effective: EffectiveSettings) -> Path:
