@@ -76,7 +76,9 @@ class ModelConfig:
 
 def _default_datasets() -> dict[str, DatasetConfig]:
     return {
-        "fashion-mnist": DatasetConfig(type="fashion-mnist", path=Path("/usr/share/datasets/fashion-mnist")),
+        # No default path: datasets live where each user put them (a path on one machine would
+        # be wrong on every other); the error says how to set it.
+        "fashion-mnist": DatasetConfig(type="fashion-mnist"),
         "cifar10": DatasetConfig(type="cifar10"),
         "imagenet": DatasetConfig(type="imagenet"),
     }

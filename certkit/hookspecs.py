@@ -81,6 +81,15 @@ def certkit_register_datasets(register: Register) -> None:
 
 
 @hookspec
+def certkit_register_recipes(register: Register) -> None:
+    """Register recipes: named YAML files of settings. ``component`` is the file's path. A
+    recipe of command ``pretrain`` or ``finetune`` is chosen with ``--recipe NAME`` (or is the
+    default of the models in its ``default_for``); one of command ``certify`` is a
+    certification protocol (``certkit certify --protocol NAME``). The file format is in
+    :mod:`certkit.recipes`; the name registered must equal the file's ``recipe`` key."""
+
+
+@hookspec
 def certkit_register_commands(register: Register) -> None:
     """Register CLI commands. ``component`` is a ``typer.Typer`` (added as a command group), a
     plain function (added as a command), or a ``"module:attribute"`` string naming one, which

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -38,6 +39,14 @@ class NoisyCrossEntropy:
     label_smoothing=0`` (``certkit finetune --no-consistency --label-smoothing 0``).
     ``copies`` defaults to 2 with consistency and 1 without. ``smoother`` names the registered
     smoother whose noise is added (default ``gaussian``).
+
+    Mixup/cutmix (``mixup``, ``cutmix``: Beta alphas, 0 = off; DMAE's ImageNet recipes use 0.8
+    and 1.0) is timm's ``Mixup`` applied as in the reference fine-tuning: *after* the noise, to
+    the whole copy-major batch of noisy copies, with the label smoothing folded into its soft
+    targets and ``SoftTargetCrossEntropy`` as the loss. In timm's batch mode every image is
+    mixed with the mirror position of the batch, so both noisy copies of an image are mixed
+    with the same partner image and the same lambda, and the consistency terms still compare
+    like with like. timm draws from numpy's global RNG, which is seeded from ``generator`` first.
     """
 
     sigma: float
@@ -45,6 +54,10 @@ class NoisyCrossEntropy:
     consistency_eta: float | None = None
     copies: int | None = None
     label_smoothing: float = 0.1
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
     smoother: str | None = "gaussian"  # None at sigma 0: no noise
     name: str = "noisy-ce"
 
@@ -63,6 +76,9 @@ class NoisyCrossEntropy:
             self.copies = 2 if self.consistency else 1
         if self.copies < 1 or (self.consistency and self.copies < 2):
             raise CertkitError(f"noisy-ce needs copies >= 1, and >= 2 with consistency regularization; got {self.copies}.", "Pass e.g. -O copies=2.")
+        if self.mixup < 0 or self.cutmix < 0 or not 0 <= self.mixup_prob <= 1 or not 0 <= self.mixup_switch_prob <= 1:
+            raise CertkitError("mixup and cutmix must be >= 0 and the mixup probabilities in [0, 1].", "Pass e.g. --mixup 0.8 --cutmix 1.0 (0 turns them off).")
+        self._mixers: dict[int, object] = {}
 
     @property
     def consistency(self) -> bool:
@@ -71,10 +87,23 @@ class NoisyCrossEntropy:
     def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> LossOutput:
         batch = images.shape[0]
         repeated = images.repeat(self.copies, 1, 1, 1)  # [m*B, C, H, W], copy-major
-        noisy = repeated if self._noise is None else self._noise.perturb(repeated, generator)
-        logits = model(noisy)  # [m*B, K]
+        noisy = repeated if self._noise is None else self._noise.perturb(repeated, generator)  # [m*B, C, H, W]
         targets = labels.repeat(self.copies)
-        loss = F.cross_entropy(logits.float(), targets, label_smoothing=self.label_smoothing)
+        if self.mixing:
+            from timm.loss import SoftTargetCrossEntropy
+
+            if len(noisy) % 2:
+                raise CertkitError(f"mixup/cutmix pair images within a batch and need an even number of noisy images per step, got {len(noisy)}.", "Use an even --batch.")
+            # timm draws lambda and the cutmix box from numpy's global RNG: seed it from this
+            # objective's generator, so the mixing is as reproducible as the noise.
+            np.random.seed(int(torch.randint(0, 2**32 - 1, (1,), generator=generator, device=generator.device)))
+            noisy, soft_targets = self._mixer(model)(noisy, targets)  # after the noise, as the reference
+            logits = model(noisy)  # [m*B, K]
+            loss = SoftTargetCrossEntropy()(logits.float(), soft_targets)
+            targets = soft_targets.argmax(1)  # the dominant label, for the accuracy log
+        else:
+            logits = model(noisy)  # [m*B, K]
+            loss = F.cross_entropy(logits.float(), targets, label_smoothing=self.label_smoothing)
         logs = {"ce": float(loss.detach()), "acc": float((logits.argmax(1) == targets).float().mean())}
         if self.copies > 1 and self.consistency:
             log_probs = F.log_softmax(logits.float(), dim=1).view(self.copies, batch, -1)  # [m, B, K]
@@ -86,6 +115,25 @@ class NoisyCrossEntropy:
             logs.update(kl=float(kl.detach()), entropy=float(entropy.detach()))
         return LossOutput(loss, logs)
 
+    @property
+    def mixing(self) -> bool:
+        return (self.mixup > 0 or self.cutmix > 0) and self.mixup_prob > 0
+
+    def _mixer(self, model: nn.Module):
+        """timm's Mixup for the model's class count (known once the model is seen)."""
+        num_classes = getattr(model, "module", model).input_spec.num_classes
+        if num_classes not in self._mixers:
+            from timm.data import Mixup
+
+            self._mixers[num_classes] = Mixup(
+                mixup_alpha=self.mixup, cutmix_alpha=self.cutmix, prob=self.mixup_prob, switch_prob=self.mixup_switch_prob,
+                mode="batch", label_smoothing=self.label_smoothing, num_classes=num_classes,
+            )
+        return self._mixers[num_classes]
+
     def options(self) -> dict[str, float | int]:
         """What the run used, for run.json and checkpoints."""
-        return {"sigma": self.sigma, "consistency_lambda": self.consistency_lambda, "consistency_eta": self.consistency_eta, "copies": self.copies, "label_smoothing": self.label_smoothing, "smoother": self.smoother}
+        used = {"sigma": self.sigma, "consistency_lambda": self.consistency_lambda, "consistency_eta": self.consistency_eta, "copies": self.copies, "label_smoothing": self.label_smoothing, "smoother": self.smoother}
+        if self.mixing:
+            used.update(mixup=self.mixup, cutmix=self.cutmix, mixup_prob=self.mixup_prob, mixup_switch_prob=self.mixup_switch_prob)
+        return used

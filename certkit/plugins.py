@@ -44,6 +44,7 @@ KINDS = {
     "smoothers": "certkit_register_smoothers",
     "certifiers": "certkit_register_certifiers",
     "datasets": "certkit_register_datasets",
+    "recipes": "certkit_register_recipes",
     "commands": "certkit_register_commands",
 }
 

@@ -46,7 +46,7 @@ def test_defaults_without_any_file(tmp_path: Path) -> None:
     assert settings.certify.model == "vit-mini" and settings.certify.data == "fashion-mnist-mini"
     assert settings.predict.n == 1000 and settings.report.radii[-1] == 3.0
     assert settings.output_dir == Path("results") and settings.device == "auto"
-    assert settings.datasets["fashion-mnist"].path == Path("/usr/share/datasets/fashion-mnist")
+    assert settings.datasets["fashion-mnist"].path is None  # no machine's path: each user sets it
     assert settings.datasets["cifar10"].type == "cifar10" and settings.datasets["imagenet"].path is None
     assert settings.models == {}
     assert set(sources.values()) == {"default"}
@@ -99,7 +99,7 @@ def test_dataset_and_model_entries_merge_key_by_key(tmp_path: Path) -> None:
     settings, sources = load_settings(other, cwd=tmp_path)
     assert settings.datasets["cifar10"].path == Path("/data/c10") and settings.datasets["cifar10"].split == "test"
     assert settings.datasets["my-photos"].type == "image-folder" and settings.datasets["my-photos"].path is None
-    assert settings.datasets["fashion-mnist"].path == Path("/usr/share/datasets/fashion-mnist")
+    assert settings.datasets["fashion-mnist"].path is None
     assert settings.models["vit-b"].checkpoints == {0.5: Path("/c/b.pth")}
     assert sources["models.vit-b.checkpoints.0.5"] == f"{other}:7"
     assert sources["datasets.my-photos.path"] == "default"

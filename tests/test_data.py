@@ -446,8 +446,8 @@ def test_imagenet_resize_and_center_crop(tmp_path):
     assert ds.info.image_size == (224, 224) and ds.info.class_names == ("n01440764", "n01443537")
     image, label = ds[0]
     assert image.shape == (3, 224, 224) and image.dtype == torch.float32 and label == 0
-    # shorter side to 256 with bilinear filtering, then the central 224x224
-    resized = np.asarray(Image.fromarray(pixels).resize((341, 256), Image.BILINEAR))
+    # shorter side to 256 with bicubic filtering (DMAE's eval transform), then the central 224x224
+    resized = np.asarray(Image.fromarray(pixels).resize((341, 256), Image.BICUBIC))
     top, left = 16, round((341 - 224) / 2)  # torchvision rounds half to even: 58
     crop = resized[top : top + 224, left : left + 224]
     assert torch.equal(image, torch.from_numpy(crop.copy()).permute(2, 0, 1).float() / 255)

@@ -160,3 +160,61 @@ def test_family_name_clash_is_reported(family):
 def test_plugins_command_shows_a_family(family):
     result = invoke("plugins")
     assert result.exit_code == 0 and "model: fam/<arch>" in result.output
+
+
+class _Recorder(torch.nn.Module):
+    """Wraps a model and keeps the batch it was called with."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.input_spec, self.seen = inner, inner.input_spec, None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.seen = images.detach().clone()
+        return self.inner(images)
+
+
+def test_mixup_happens_after_the_noise_on_the_two_copy_batch():
+    """The objective's model input is timm's Mixup applied to the noisy copy-major batch (as in
+    the reference's train_one_epoch_con_reg), not noise added to mixed clean images; the loss is
+    the soft-target cross-entropy on Mixup's smoothed targets, plus the consistency terms."""
+    import numpy as np
+    from conftest import TinyCNN
+    from timm.data import Mixup
+    from torch.nn import functional as F
+
+    torch.manual_seed(0)
+    model = _Recorder(TinyCNN().eval())
+    images, labels = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    objective = NoisyCrossEntropy(sigma=0.5, mixup=0.8, cutmix=1.0)
+    output = objective(model, images, labels, torch.Generator().manual_seed(7))
+
+    generator = torch.Generator().manual_seed(7)
+    noisy = images.repeat(2, 1, 1, 1) + 0.5 * torch.randn((8, 1, 28, 28), generator=generator)  # noise first
+    np.random.seed(int(torch.randint(0, 2**32 - 1, (1,), generator=generator)))  # the objective seeds timm's draws from its generator
+    mixer = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5, mode="batch", label_smoothing=0.1, num_classes=10)
+    expected, soft = mixer(noisy.clone(), labels.repeat(2))
+    torch.testing.assert_close(model.seen, expected, rtol=0, atol=0)
+    # Both copies of image i are mixed with the same partner (copy-major batch, mirrored pairs).
+    assert torch.allclose(soft[:4], soft[4:]) and not torch.equal(model.seen[:4], model.seen[4:])
+    # Noise after mixing would leave the clean mix plus full-strength noise; that is not what the model saw.
+    np.random.seed(int(torch.randint(0, 2**32 - 1, (1,), generator=torch.Generator().manual_seed(7))))
+    clean_mix, _ = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5, mode="batch", label_smoothing=0.1, num_classes=10)(images.repeat(2, 1, 1, 1), labels.repeat(2))
+    assert not torch.allclose(model.seen, clean_mix + 0.5 * torch.randn((8, 1, 28, 28), generator=torch.Generator().manual_seed(7)))
+    with torch.no_grad():
+        logits = model.inner(expected)
+    ce = torch.sum(-soft * F.log_softmax(logits, -1), -1).mean()
+    probs = F.softmax(logits, 1).view(2, 4, -1)
+    mean = probs.mean(0)
+    kl = (mean * (mean.log() - probs.log())).sum(-1).mean()
+    entropy = -(mean * mean.log()).sum(-1).mean()
+    assert float(output.loss.detach()) == pytest.approx(float(ce + 2.0 * kl + 0.5 * entropy), abs=1e-5)
+    assert output.logs["ce"] == pytest.approx(float(ce), abs=1e-5)
+
+
+def test_mixup_needs_an_even_batch():
+    from conftest import TinyCNN
+
+    objective = NoisyCrossEntropy(sigma=0.5, consistency_lambda=0, consistency_eta=0, mixup=0.8)
+    with pytest.raises(CertkitError, match="even number of noisy images"):
+        objective(TinyCNN(), torch.rand(3, 1, 28, 28), torch.tensor([0, 1, 2]), torch.Generator().manual_seed(0))

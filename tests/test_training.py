@@ -151,17 +151,68 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
     assert not (tmp_path / "run" / "checkpoint-last.pth").exists()
 
 
-def test_crop_flip_augmentation_keeps_shape_and_range_and_is_seeded():
-    from certkit.errors import CertkitError
-    from certkit.workflows.train import _augmentation
+EVAL = ["--eval-every", "1", "--eval-images", "20", "--eval-n", "20"]
 
-    transform = _augmentation("crop-flip", (28, 28))
-    image = torch.rand(1, 28, 28)
-    torch.manual_seed(0)
-    first = transform(image)
-    torch.manual_seed(0)
-    assert torch.equal(first, transform(image))
-    assert first.shape == (1, 28, 28) and 0 <= float(first.min()) and float(first.max()) <= 1
-    assert not torch.equal(first, image)
-    with pytest.raises(CertkitError, match="unknown augmentation 'rotate'"):
-        _augmentation("rotate", (28, 28))
+
+def test_finetune_logs_every_objective_number_and_evaluates_each_epoch(tiny_model, tmp_path, monkeypatch):
+    from certkit.training.options import settings_for
+
+    monkeypatch.chdir(tmp_path)
+    result = invoke(*QUICK, *EVAL, "--out-dir", "run")
+    assert result.exit_code == 0, result.output
+    assert "run directory: run" in result.output and "validation (20 images)" in result.output
+    lines = [json.loads(line) for line in (tmp_path / "run/log.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2]
+    for line in lines:  # noisy-ce's LossOutput.logs, and the evaluation on the validation subset
+        assert {"ce", "acc", "kl", "entropy", "val_clean_acc", "val_smoothed_acc_r0", "val_images"} <= set(line)
+        assert line["val_images"] == 20 and 0 <= line["val_smoothed_acc_r0"] <= line["val_clean_acc"] + 0.5
+    rows = (tmp_path / "run/summary.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,loss,val_clean_acc") and len(rows) == 3
+    assert (tmp_path / "run/checkpoint-best.pth").exists() and (tmp_path / "run/weights-best.safetensors").exists()
+    run = json.loads((tmp_path / "run/run.json").read_text())
+    assert set(run["settings"]) == set(settings_for("finetune"))  # every effective setting, defaults too
+    assert run["settings"]["epochs"] == 2 and run["sources"]["epochs"] == "flag --epochs"
+    assert run["sources"]["weight_decay"] == "default" and run["recipe"] is None and run["changes"] == []
+    assert run["command"].startswith("certkit finetune ") and "--model tiny-cnn" in run["command"] and "--eval-n 20" in run["command"]
+
+
+def test_resume_with_a_changed_setting_is_refused_and_changes_nothing(tiny_model, tmp_path, monkeypatch):
+    from tests_support import snapshot
+
+    monkeypatch.chdir(tmp_path)
+    assert invoke(*QUICK, "--epochs", "1", "--eval-every", "0", "--out-dir", "run").exit_code == 0
+    before = snapshot(tmp_path)
+    for changed, named in ((["--blr", "5e-3"], "blr 0.001 -> 0.005"), (["--sigma", "0.5"], "sigma 0.25 -> 0.5"), (["--crop-scale", "0.5,1"], "crop_scale null -> [0.5, 1.0]")):
+        result = invoke(*QUICK, "--epochs", "1", "--eval-every", "0", "--out-dir", "run", *changed)
+        assert result.exit_code == 2, result.output
+        line = result.stderr.strip().splitlines()[-1]
+        assert named in line and "--out-dir" in line and "--accept-changes" in line
+        assert snapshot(tmp_path) == before
+    # Settings that do not change the weights may differ on resume (workers, evaluation, device).
+    same = invoke(*QUICK, "--epochs", "1", "--eval-every", "3", "--workers", "1", "--out-dir", "run")
+    assert same.exit_code == 0 and "resuming" in same.output
+
+
+def test_ctrl_c_names_the_checkpointed_epoch_and_the_resume_command(tiny_model, tmp_path):
+    import signal
+    import time
+
+    script = (
+        "import sys; sys.path.insert(0, %r); import conftest; from pathlib import Path; from certkit import plugins;"
+        "plugins.host().register_plugin(conftest.TinyPlugin(Path(%r)), name='test-tiny');"
+        "from certkit.cli.main import run; run(sys.argv[1:])"
+    ) % (str(Path(__file__).parent), str(tiny_model))
+    args = [*QUICK, "--epochs", "50", "--eval-every", "0", "--out-dir", "run"]
+    process = subprocess.Popen([sys.executable, "-c", script, *args], cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = tmp_path / "run/checkpoint-last.pth"
+    while process.poll() is None and not last.exists():
+        time.sleep(0.05)  # wait for a file state (epoch 1 committed), not for a time
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate()
+    assert process.returncode == 130
+    line = stderr.strip().splitlines()[-1]
+    committed = torch.load(last, weights_only=True)["epoch"] + 1  # what the line must name
+    assert line.startswith("interrupted: ") and f"of 50 safely checkpointed in run/checkpoint-last.pth" in line
+    assert ("epoch 1 " if committed == 1 else f"epochs 1-{committed} ") in line
+    resume = line.split("resume with: ")[1].split()
+    assert resume[:2] == ["certkit", "finetune"] and " ".join(args[1:]).split() and all(word in resume for word in ("--out-dir", "run", "--epochs", "50", "tiny-cnn"))

@@ -66,6 +66,7 @@ def certify(
     spec: opt.Spec = None,
     stop_if_wrong: Annotated[bool, typer.Option("--stop-if-wrong", help="Evaluation shortcut: stop an image after selection when the selected class is not its label. The certified-accuracy table is unchanged; cut rows hold no certificate (column 'cut' = 1).")] = False,
     overwrite: opt.Overwrite = False,
+    protocol: Annotated[Optional[str], typer.Option("--protocol", help="A registered certification protocol (see 'certkit plugins'), e.g. dmae-imagenet: N0 100, N 10,000, alpha 0.001, every 50th image. Flags override its values; it overrides the config file.", show_default=False)] = None,
     config_file: opt.ConfigFile = None,
     nproc_per_node: NprocPerNode = 1,
 ) -> None:
@@ -93,6 +94,10 @@ def certify(
         "certify.skip": skip, "certify.max": max_images, "certify.certifier": certifier, "certify.smoother": smoother,
         "certify.engine": engine_overrides(engine, onnx), "seed": seed, "device": device,
     }
+    if protocol is not None:  # a protocol's values, under the flags that were given
+        from certkit.recipes import protocol_overrides
+
+        overrides = {**protocol_overrides(protocol), **{key: value for key, value in overrides.items() if value is not None}}
     grid = parse_radii(radii) if radii is not None else None  # a typo fails before any work
     settings, _ = load_settings(config_file, overrides)
     grid = grid if grid is not None else list(settings.report.radii)

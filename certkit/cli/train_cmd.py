@@ -1,134 +1,319 @@
-"""``certkit pretrain OBJECTIVE`` and ``certkit finetune``: thin wrappers over the trainer."""
+"""``certkit pretrain OBJECTIVE`` and ``certkit finetune``: thin wrappers over the trainer.
+
+Every setting flag defaults to None ("not given"), so that a flag overrides a recipe value
+only when it is on the command line; the help shows the built-in default. Settings are listed
+in :mod:`certkit.training.options`; ``--print-config`` shows each one's value and source.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 
+from certkit.checkpoints import read_weights
 from certkit.cli import options as opt
 from certkit.cli.launch import NprocPerNode, launch, wants_launch
 from certkit.cli.train_progress import EpochProgress
-from certkit.checkpoints import read_weights
-from certkit.config import load_settings
-from certkit.errors import CertkitError
-from certkit.training import TrainSettings
-from certkit.workflows.train import DataRequest, FinetuneOptions, find_objective, run_finetune, run_pretrain
+from certkit.errors import CertkitError, DataError
+from certkit.training.options import SETTINGS, format_table
+from certkit.training.trainer import TrainingInterrupted
 
-Epochs = Annotated[int, typer.Option("--epochs", help="Epochs to train (a resumed run stops at the same total).")]
-TrainBatch = Annotated[int, typer.Option("--batch", help="Images per step and process; effective batch = batch x accum x processes.")]
-Accum = Annotated[int, typer.Option("--accum", help="Gradient accumulation steps.")]
-Lr = Annotated[Optional[float], typer.Option("--lr", help="Absolute learning rate (overrides --blr).", show_default=False)]
-MinLr = Annotated[float, typer.Option("--min-lr", help="Learning rate at the end of the cosine.")]
-Warmup = Annotated[Optional[float], typer.Option("--warmup-epochs", help="Linear warmup epochs (default: DMAE's, at most a tenth of --epochs).", show_default=False)]
-WeightDecay = Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay (not on biases, norms, tokens).")]
-ClipGrad = Annotated[Optional[float], typer.Option("--clip-grad", help="Clip the gradient norm to this value.", show_default=False)]
-Amp = Annotated[str, typer.Option("--amp", help="auto (bf16 on CUDA, off on CPU), off, bf16 or fp16.")]
-SaveEvery = Annotated[int, typer.Option("--save-every", help="Keep a numbered checkpoint (and preview) every k epochs; the last is always kept.")]
-OutDir = Annotated[Optional[Path], typer.Option("--out-dir", help="Run directory (checkpoints, log.jsonl, previews, weights.safetensors).", show_default=False)]
-Workers = Annotated[int, typer.Option("--workers", help="DataLoader worker processes.")]
+
+def _flag(name: str, *names: str, kind: type = float, extra: str = "") -> Any:
+    setting = SETTINGS[name]
+    default = setting.default if setting.finetune_default is None else f"{setting.default} (finetune: {setting.finetune_default})"
+    shown = "" if default is None or default == {} else f" (default: {default})"
+    return Annotated[Optional[kind], typer.Option(*(names or (f"--{name.replace('_', '-')}",)), help=f"{setting.help}{extra}.{shown}", show_default=False)]
+
+
+Recipe = Annotated[Optional[str], typer.Option("--recipe", help="A registered recipe (see 'certkit plugins'): its settings under your flags. Default: the model's own recipe, if it has one.", show_default=False)]
+PrintConfig = Annotated[bool, typer.Option("--print-config", "--dry-run", help="Print every effective setting with its source (default, recipe, config file:line, flag) and exit.")]
+AcceptChanges = Annotated[bool, typer.Option("--accept-changes", help="Resume even though settings differ from the run's; the change is recorded in run.json.")]
 Resume = Annotated[bool, typer.Option("--resume/--no-resume", help="Continue the run in --out-dir if there is one (refused with --no-resume).")]
-TrainSplit = Annotated[str, typer.Option("--split", help="Dataset split to train on.")]
-Augment = Annotated[str, typer.Option("--augment", help="none, or crop-flip (RandomResizedCrop 0.2-1 + flip, DMAE's pretraining augmentation).")]
+OutDir = Annotated[Optional[Path], typer.Option("--out-dir", help="Run directory (checkpoints, log.jsonl, summary.csv, run.json, weights.safetensors).", show_default=False)]
+Options = Annotated[Optional[list[str]], typer.Option("--option", "-O", help="Other objective option as key=value (repeatable), e.g. -O loss_on=masked.", show_default=False)]
+Pair = str  # "LOW,HIGH" on the command line
+
+Data = _flag("data", kind=str)
+DataPath = _flag("data_path", kind=Path)
+Split = _flag("split", kind=str)
+MaxImages = _flag("max_images", "--max", kind=int)
+LabelFraction = _flag("label_fraction")
+CropScale = _flag("crop_scale", kind=Pair, extra=" (LOW,HIGH or none)")
+CropRatio = _flag("crop_ratio", kind=Pair, extra=" (LOW,HIGH)")
+HFlip = _flag("hflip")
+RandAugment = _flag("rand_augment", kind=str, extra=" (e.g. rand-m9-mstd0.5-inc1, or none)")
+Interpolation = _flag("interpolation", kind=str)
+Epochs = _flag("epochs", kind=int)
+Batch = _flag("batch", kind=int)
+Accum = _flag("accum", kind=int)
+EffectiveBatch = _flag("effective_batch", kind=int)
+Blr = _flag("blr")
+Lr = _flag("lr")
+MinLr = _flag("min_lr")
+Warmup = _flag("warmup_epochs")
+WeightDecay = _flag("weight_decay")
+Betas = _flag("betas", kind=Pair, extra=" (B1,B2)")
+ClipGrad = _flag("clip_grad")
+Amp = _flag("amp", kind=str)
+SaveEvery = _flag("save_every", kind=int)
+Workers = _flag("workers", kind=int)
+Seed = _flag("seed", kind=int)
+Device = _flag("device", kind=str)
 
 
-def _settings(out_dir: Path, epochs: int, batch: int, accum: int, blr: float, lr, min_lr, warmup, weight_decay, betas, clip_grad, amp, save_every, seed, device, workers, resume) -> TrainSettings:
-    if epochs < 1 or batch < 1 or accum < 1 or save_every < 1:
-        raise CertkitError("--epochs, --batch, --accum and --save-every must be >= 1.", "Pass positive values.")
-    if amp not in ("auto", "off", "bf16", "fp16"):
-        raise CertkitError(f"--amp must be auto, off, bf16 or fp16, got '{amp}'.", "Pass e.g. --amp off.")
-    warmup = min(40.0, epochs / 10) if warmup is None else warmup
-    return TrainSettings(
-        out_dir=out_dir, epochs=epochs, batch_size=batch, accum_iter=accum, blr=blr, lr=lr, min_lr=min_lr,
-        warmup_epochs=warmup, weight_decay=weight_decay, betas=betas, clip_grad=clip_grad, amp=amp,
-        save_every=save_every, seed=seed, device=device, num_workers=workers, resume=resume,
-    )
+def _pair(text: str | None, flag: str) -> list[float] | None | str:
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise CertkitError(f"{flag} '{text}' is not two numbers LOW,HIGH.", f"Pass e.g. {flag} 0.08,1.") from None
+    return [low, high]
+
+
+def _nullable(value: Any) -> Any:
+    """'none' on the command line turns a setting off (crop, RandAugment)."""
+    return "none" if isinstance(value, str) and value.strip().lower() == "none" else value
+
+
+def _common_flags(**given: Any) -> dict[str, Any]:
+    flags = dict(given)
+    for name, flag in (("crop_scale", "--crop-scale"), ("crop_ratio", "--crop-ratio"), ("betas", "--betas")):
+        flags[name] = _pair(flags.get(name), flag)
+    flags["rand_augment"] = _nullable(flags.get("rand_augment"))
+    if flags.get("data_path") is not None:
+        flags["data_path"] = str(flags["data_path"])
+    return flags
+
+
+def _off(flags: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Flags given as 'none' set the setting to null; None stays 'not given'."""
+    return {k: v for k, v in flags.items() if v != "none"}, [k for k, v in flags.items() if v == "none"]
+
+
+def _run(ctx: typer.Context, command: str, flags: dict[str, Any], recipe: str | None, config_file: Path | None, out_dir: Path | None, resume: bool, accept_changes: bool, print_config: bool, objective: str | None = None) -> None:
+    from certkit.workflows import train_settings as ts
+    from certkit.workflows.train import plan_finetune, plan_pretrain
+
+    given, nulled = _off(flags)
+    run = ts.resolve_run(command, given, recipe, config_file, objective=objective, out_dir=out_dir)
+    for name in nulled:
+        run.effective.set(name, None, f"flag --{name.replace('_', '-')} none")
+    settings = ts.train_settings(run, resume, accept_changes)
+    record = ts.run_record(run, _command_line(ctx))
+    try:
+        if command == "pretrain":
+            plan = plan_pretrain(run.objective, run.effective["model"], ts.data_request(run), settings, ts.pretrain_options(run), run.config.datasets, record)
+        else:
+            plan = plan_finetune(run.effective["model"], ts.data_request(run), settings, ts.finetune_options(run), run.config.datasets, record)
+    except DataError as error:
+        if not print_config:
+            raise
+        _print_config(run, settings, None, out_dir, [f"the data cannot be opened yet, so the model and data checks did not run: {error}"])
+        return
+    console = Console(highlight=False)
+    if print_config:
+        _print_config(run, settings, plan, out_dir, plan.notes)
+        return
+    console.print(f"run directory: {run.out_dir}", markup=False)
+    try:
+        with EpochProgress(console) as progress:
+            outcome = plan.run(progress)
+    except TrainingInterrupted as stop:
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, one line from rank 0
+            Console(stderr=True, highlight=False).print(_interrupted_line(stop, record.command, out_dir is None, run.out_dir), markup=False, soft_wrap=True)
+        raise SystemExit(130) from None
+    if command == "pretrain":
+        console.print(f"pretrained weights: {outcome.weights}\nfine-tune them: certkit finetune --init {outcome.weights} --sigma 0.25 ...", markup=False)
+    else:
+        best = outcome.out_dir / "weights-best.safetensors"
+        extra = f"\nbest validation epoch: {best}" if best.exists() else ""
+        smoother = read_weights(outcome.weights).input_spec.noise or "gaussian"
+        console.print(f"weights: {outcome.weights}{extra}\ncertify them: certkit certify --model {run.effective['model']} --sigma {run.effective['sigma']:g} --smoother {smoother} --checkpoint {outcome.weights}", markup=False)
+
+
+def _print_config(run, settings, plan, out_dir: Path | None, notes: list[str]) -> None:
+    """The effective settings, the values worked out from them, and the plan's notes."""
+    effective = run.effective
+    derived = {
+        "out_dir": (str(run.out_dir), "flag --out-dir" if out_dir else "default (from the command and model)"),
+        "accum (used)": (settings.accum_iter, "effective_batch / (batch x processes)" if effective["effective_batch"] else "accum"),
+        "lr (used)": (settings.base_lr(_world()), "lr" if settings.lr is not None else f"blr x {settings.effective_batch(_world())} / 256"),
+    }
+    if plan is not None:
+        for name, value in plan.record.settings.items():  # values the workflow worked out (e.g. layer decay)
+            if plan.record.sources.get(name) != effective.sources.get(name):
+                effective.set(name, value, plan.record.sources[name])
+        described = plan.task.describe()
+        derived["input_spec"] = (_spec_text(plan.task.model.input_spec), plan.spec_source)
+        used = described.get("objective_options") or described.get("options")
+        if used:
+            derived["objective options (used)"] = (used, f"objective {described['objective']} with the settings above")
+    console = Console(highlight=False)
+    console.print(format_table(effective, derived), soft_wrap=True, markup=False)
+    for note in notes:
+        console.print(f"note: {note}", markup=False, soft_wrap=True)
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """The command as given: ``certkit <command>`` and the parameters that came from the
+    command line, in declaration order (what resumes the run)."""
+    import shlex
+
+    words = ctx.command_path.split()
+    words[0] = "certkit"
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if source is None or source.name != "COMMANDLINE":
+            continue
+        value = ctx.params[param.name]
+        if param.param_type_name == "argument":
+            words.append(str(value))
+        elif param.is_flag:
+            words.append(param.opts[0] if value else (param.secondary_opts or param.opts)[0])
+        else:
+            for item in value if param.multiple else [value]:
+                words += [param.opts[0], str(item)]
+    return shlex.join(words)
+
+
+def _world() -> int:
+    from certkit.training.distributed import world_size_from_env
+
+    return world_size_from_env()
+
+
+def _spec_text(spec) -> str:
+    return f"{spec.channels}x{spec.image_size[0]}x{spec.image_size[1]}, {spec.num_classes} classes"
+
+
+def _interrupted_line(stop: TrainingInterrupted, command: str, default_out_dir: bool, out_dir: Path) -> str:
+    resume = command if not default_out_dir else f"{command} --out-dir {out_dir}"
+    if stop.committed == 0:
+        return f"interrupted in epoch 1 of {stop.epochs}: no epoch is checkpointed yet; rerun to start again: {resume}"
+    done = "epoch 1" if stop.committed == 1 else f"epochs 1-{stop.committed}"
+    return f"interrupted: {done} of {stop.epochs} safely checkpointed in {out_dir / 'checkpoint-last.pth'}; resume with: {resume}"
 
 
 def pretrain(
+    ctx: typer.Context,
     objective: Annotated[str, typer.Argument(help="Registered pretraining objective, e.g. dmae.")],
+    recipe: Recipe = None,
     model: opt.Model = None,
-    data: Annotated[str, typer.Option("--data", help="Dataset name or a folder of class folders.")] = "fashion-mnist-mini",
-    data_path: opt.DataPath = None,
-    split: TrainSplit = "train",
-    max_images: opt.Max = None,
-    augment: Augment = "none",
-    sigma: Annotated[Optional[float], typer.Option("--sigma", help="Noise of the corruption (DMAE: 0.25).", show_default=False)] = None,
-    mask_ratio: Annotated[Optional[float], typer.Option("--mask-ratio", help="Fraction of patches masked (DMAE: 0.75).", show_default=False)] = None,
-    option: Annotated[list[str], typer.Option("--option", "-O", help="Other objective option as key=value (repeatable).")] = [],  # noqa: B006
-    epochs: Epochs = 100,
-    batch: TrainBatch = 64,
-    accum: Accum = 1,
-    blr: Annotated[float, typer.Option("--blr", help="Base lr; lr = blr x effective batch / 256.")] = 1.5e-4,
+    data: Data = None,
+    data_path: DataPath = None,
+    split: Split = None,
+    max_images: MaxImages = None,
+    label_fraction: LabelFraction = None,
+    sigma: _flag("sigma", extra=" (DMAE: 0.25; 0 with -O loss_on=masked is MAE)") = None,
+    mask_ratio: _flag("mask_ratio") = None,
+    option: Options = None,
+    crop_scale: CropScale = None,
+    crop_ratio: CropRatio = None,
+    hflip: HFlip = None,
+    rand_augment: RandAugment = None,
+    interpolation: Interpolation = None,
+    epochs: Epochs = None,
+    batch: Batch = None,
+    accum: Accum = None,
+    effective_batch: EffectiveBatch = None,
+    blr: Blr = None,
     lr: Lr = None,
-    min_lr: MinLr = 0.0,
+    min_lr: MinLr = None,
     warmup_epochs: Warmup = None,
-    weight_decay: WeightDecay = 0.05,
+    weight_decay: WeightDecay = None,
+    betas: Betas = None,
     clip_grad: ClipGrad = None,
-    amp: Amp = "auto",
-    save_every: SaveEvery = 20,
+    amp: Amp = None,
+    save_every: SaveEvery = None,
+    workers: Workers = None,
+    seed: Seed = None,
+    device: Device = None,
     out_dir: OutDir = None,
-    seed: opt.Seed = None,
-    device: opt.Device = None,
-    workers: Workers = 0,
     resume: Resume = True,
+    accept_changes: AcceptChanges = False,
+    print_config: PrintConfig = False,
     config_file: opt.ConfigFile = None,
     nproc_per_node: NprocPerNode = 1,
 ) -> None:
-    """Self-supervised pretraining with a registered objective (e.g. `certkit pretrain dmae`)."""
+    """Self-supervised pretraining with a registered objective (e.g. `certkit pretrain dmae`).
+
+    The defaults shown are certkit's own; a recipe (--recipe, or the model's own) replaces them
+    and flags replace both. --print-config shows every value that applies and its source.
+    """
     if wants_launch(nproc_per_node):
         return launch(nproc_per_node)
-    config, _ = load_settings(config_file, {"seed": seed, "device": device})
-    component = find_objective(objective, supervised=False)
-    model = model or component.details.get("default_model")
-    if model is None:
-        raise CertkitError(f"objective '{objective}' names no default model.", "Pass --model.")
-    options = {**opt.parse_key_values(option), **{k: v for k, v in {"sigma": sigma, "mask_ratio": mask_ratio}.items() if v is not None}}
-    out_dir = out_dir or Path("runs") / f"pretrain-{component.name}-{model}"
-    settings = _settings(out_dir, epochs, batch, accum, blr, lr, min_lr, warmup_epochs, weight_decay, (0.9, 0.95), clip_grad, amp, save_every, config.seed, config.device, workers, resume)
-    console = Console()
-    with EpochProgress(console) as progress:
-        outcome = run_pretrain(component.name, model, DataRequest(data, data_path, split, max_images, augment), settings, options, config.datasets, progress)
-    console.print(f"pretrained weights: {outcome.weights}\nfine-tune them: certkit finetune --init {outcome.weights} --sigma 0.25 ...")
+    flags = _common_flags(
+        model=model, data=data, data_path=data_path, split=split, max_images=max_images, label_fraction=label_fraction, sigma=sigma,
+        mask_ratio=mask_ratio, options=opt.parse_key_values(option or []) or None, crop_scale=crop_scale, crop_ratio=crop_ratio, hflip=hflip,
+        rand_augment=rand_augment, interpolation=interpolation, epochs=epochs, batch=batch, accum=accum, effective_batch=effective_batch, blr=blr,
+        lr=lr, min_lr=min_lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay, betas=betas, clip_grad=clip_grad, amp=amp,
+        save_every=save_every, workers=workers, seed=seed, device=device,
+    )
+    _run(ctx, "pretrain", flags, recipe, config_file, out_dir, resume, accept_changes, print_config, objective=objective)
 
 
 def finetune(
-    sigma: Annotated[float, typer.Option("--sigma", help="Gaussian noise level to train for (one model per sigma).")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Registered classifier (see 'certkit plugins'; e.g. timm/resnet18 with certkit-gaussian).")] = "vit-mini",
-    objective: Annotated[str, typer.Option("--objective", help="Registered supervised objective: noisy-ce (Gaussian noise + cross-entropy, optional consistency), or a plugin's (e.g. stability).")] = "noisy-ce",
-    option: Annotated[list[str], typer.Option("--option", "-O", help="Other objective option as key=value (repeatable), e.g. -O gamma=6 for stability.")] = [],  # noqa: B006
-    model_option: Annotated[list[str], typer.Option("--model-option", "-M", help="Model factory option as key=value (repeatable; stored with the weights), e.g. -M depth=32.")] = [],  # noqa: B006
-    init: Annotated[Optional[Path], typer.Option("--init", help="Pretrained weights (certkit safetensors or a DMAE/MAE .pth).", show_default=False)] = None,
-    data: Annotated[str, typer.Option("--data", help="Dataset name or a folder of class folders.")] = "fashion-mnist-mini",
-    data_path: opt.DataPath = None,
-    split: TrainSplit = "train",
-    max_images: opt.Max = None,
-    augment: Augment = "none",
-    consistency: Annotated[Optional[bool], typer.Option("--consistency/--no-consistency", help="noisy-ce: consistency regularization (Jeong & Shin 2020) with 2 noise copies [default: on]; --no-consistency --label-smoothing 0 is Cohen et al.'s plain Gaussian augmentation.", show_default=False)] = None,
-    consistency_lambda: Annotated[Optional[float], typer.Option("--lbd", help="noisy-ce: weight of the KL-to-mean term [default: 2.0].", show_default=False)] = None,
-    consistency_eta: Annotated[Optional[float], typer.Option("--eta", help="noisy-ce: weight of the entropy term (default 0.5; 0.1 at sigma >= 1).", show_default=False)] = None,
-    label_smoothing: Annotated[Optional[float], typer.Option("--label-smoothing", help="noisy-ce: label smoothing [default: 0.1].", show_default=False)] = None,
-    layer_decay: Annotated[Optional[float], typer.Option("--layer-decay", help="Layer-wise lr decay (DMAE: 0.65 ViT-B, 0.75 ViT-L).", show_default=False)] = None,
-    drop_path: Annotated[float, typer.Option("--drop-path", help="Stochastic depth rate (DMAE: 0.1 ViT-B, 0.2 ViT-L).")] = 0.1,
-    linear_probe: Annotated[bool, typer.Option("--linear-probe", help="Train only a BatchNorm + Linear head on frozen features.")] = False,
-    epochs: Epochs = 100,
-    batch: TrainBatch = 64,
-    accum: Accum = 1,
-    blr: Annotated[float, typer.Option("--blr", help="Base lr; lr = blr x effective batch / 256.")] = 1e-3,
+    ctx: typer.Context,
+    sigma: _flag("sigma", extra=" (one model per sigma; required unless the recipe sets it)") = None,
+    recipe: Recipe = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registered classifier (see 'certkit plugins'; e.g. timm/resnet18 with certkit-gaussian). (default: vit-mini)", show_default=False)] = None,
+    objective: _flag("objective", kind=str, extra=": noisy-ce (Gaussian noise + cross-entropy, optional consistency and mixup), or a plugin's (e.g. stability)") = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-O", help="Other objective option as key=value (repeatable), e.g. -O gamma=6 for stability.", show_default=False)] = None,
+    model_option: Annotated[Optional[list[str]], typer.Option("--model-option", "-M", help="Model factory option as key=value (repeatable; stored with the weights), e.g. -M depth=32.", show_default=False)] = None,
+    init: _flag("init", kind=Path, extra=" (certkit safetensors or a DMAE/MAE .pth)") = None,
+    data: Data = None,
+    data_path: DataPath = None,
+    split: Split = None,
+    max_images: MaxImages = None,
+    label_fraction: LabelFraction = None,
+    consistency: Annotated[Optional[bool], typer.Option("--consistency/--no-consistency", help=SETTINGS["consistency"].help + "; --no-consistency --label-smoothing 0 is Cohen et al.'s plain Gaussian augmentation.", show_default=False)] = None,
+    lbd: _flag("lbd") = None,
+    eta: _flag("eta") = None,
+    label_smoothing: _flag("label_smoothing") = None,
+    mixup: _flag("mixup") = None,
+    cutmix: _flag("cutmix") = None,
+    mixup_prob: _flag("mixup_prob") = None,
+    mixup_switch_prob: _flag("mixup_switch_prob") = None,
+    crop_scale: CropScale = None,
+    crop_ratio: CropRatio = None,
+    hflip: HFlip = None,
+    rand_augment: RandAugment = None,
+    interpolation: Interpolation = None,
+    layer_decay: _flag("layer_decay", extra="; 1 = none") = None,
+    drop_path: _flag("drop_path") = None,
+    linear_probe: Annotated[Optional[bool], typer.Option("--linear-probe/--no-linear-probe", help=SETTINGS["linear_probe"].help + ".", show_default=False)] = None,
+    epochs: Epochs = None,
+    batch: Batch = None,
+    accum: Accum = None,
+    effective_batch: EffectiveBatch = None,
+    blr: Blr = None,
     lr: Lr = None,
-    min_lr: MinLr = 1e-6,
+    min_lr: MinLr = None,
     warmup_epochs: Warmup = None,
-    weight_decay: WeightDecay = 0.05,
+    weight_decay: WeightDecay = None,
+    betas: Betas = None,
     clip_grad: ClipGrad = None,
-    amp: Amp = "auto",
-    save_every: SaveEvery = 20,
+    amp: Amp = None,
+    eval_every: _flag("eval_every", kind=int) = None,
+    eval_images: _flag("eval_images", kind=int) = None,
+    eval_n: _flag("eval_n", kind=int) = None,
+    eval_split: _flag("eval_split", kind=str) = None,
+    save_every: SaveEvery = None,
+    workers: Workers = None,
+    seed: Seed = None,
+    device: Device = None,
     out_dir: OutDir = None,
-    seed: opt.Seed = None,
-    device: opt.Device = None,
-    workers: Workers = 0,
     resume: Resume = True,
+    accept_changes: AcceptChanges = False,
+    print_config: PrintConfig = False,
     config_file: opt.ConfigFile = None,
     nproc_per_node: NprocPerNode = 1,
 ) -> None:
@@ -136,37 +321,21 @@ def finetune(
 
     Without --init this trains from scratch: with --no-consistency --label-smoothing 0 it is
     Cohen et al.'s Gaussian-augmentation baseline; the default adds consistency regularization.
+    The defaults shown are certkit's own; a recipe (--recipe, or the model's own) replaces them
+    and flags replace both. --print-config shows every value that applies and its source.
     """
     if wants_launch(nproc_per_node):
         return launch(nproc_per_node)
-    config, _ = load_settings(config_file, {"seed": seed, "device": device})
-    objective_options = _objective_options(opt.parse_key_values(option, "--option", "gamma=6"), consistency, consistency_lambda, consistency_eta, label_smoothing)
-    options = FinetuneOptions(
-        sigma=sigma, init=init, objective=objective, objective_options=objective_options, layer_decay=layer_decay,
-        drop_path=0.0 if linear_probe else drop_path, linear_probe=linear_probe, model_overrides=opt.parse_key_values(model_option, "--model-option", "depth=32"),
+    flags = _common_flags(
+        model=model, objective=objective, init=None if init is None else str(init), data=data, data_path=data_path, split=split,
+        max_images=max_images, label_fraction=label_fraction, sigma=sigma, consistency=consistency, lbd=lbd, eta=eta,
+        label_smoothing=label_smoothing, mixup=mixup, cutmix=cutmix, mixup_prob=mixup_prob, mixup_switch_prob=mixup_switch_prob,
+        options=opt.parse_key_values(option or [], "--option", "gamma=6") or None,
+        model_options=opt.parse_key_values(model_option or [], "--model-option", "depth=32") or None,
+        crop_scale=crop_scale, crop_ratio=crop_ratio, hflip=hflip, rand_augment=rand_augment, interpolation=interpolation,
+        layer_decay=layer_decay, drop_path=drop_path, linear_probe=linear_probe, epochs=epochs, batch=batch, accum=accum,
+        effective_batch=effective_batch, blr=blr, lr=lr, min_lr=min_lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay, betas=betas,
+        clip_grad=clip_grad, amp=amp, eval_every=eval_every, eval_images=eval_images, eval_n=eval_n, eval_split=eval_split,
+        save_every=save_every, workers=workers, seed=seed, device=device,
     )
-    run_name = f"finetune-{model.replace('/', '-')}" + ("" if objective == "noisy-ce" else f"-{objective}") + f"-sigma{sigma:g}"
-    out_dir = out_dir or Path("runs") / run_name
-    settings = _settings(out_dir, epochs, batch, accum, blr, lr, min_lr, warmup_epochs, weight_decay, (0.9, 0.999), clip_grad, amp, save_every, config.seed, config.device, workers, resume)
-    console = Console()
-    with EpochProgress(console) as progress:
-        outcome = run_finetune(model, DataRequest(data, data_path, split, max_images, augment), settings, options, config.datasets, progress)
-    smoother = read_weights(outcome.weights).input_spec.noise or "gaussian"
-    console.print(f"weights: {outcome.weights}\ncertify them: certkit certify --model {model} --sigma {sigma:g} --smoother {smoother} --checkpoint {outcome.weights}")
-
-
-def _objective_options(options: dict, consistency: bool | None, lbd: float | None, eta: float | None, label_smoothing: float | None) -> dict:
-    """Only flags given on the command line become objective options, so an objective that
-    does not take them (e.g. stability) refuses them instead of ignoring them."""
-    if consistency is False:
-        options.update(consistency_lambda=0.0, consistency_eta=0.0)
-    else:
-        if consistency is True:
-            options.setdefault("consistency_lambda", 2.0)
-        if lbd is not None:
-            options["consistency_lambda"] = lbd
-        if eta is not None:
-            options["consistency_eta"] = eta
-    if label_smoothing is not None:
-        options["label_smoothing"] = label_smoothing
-    return options
+    _run(ctx, "finetune", flags, recipe, config_file, out_dir, resume, accept_changes, print_config)

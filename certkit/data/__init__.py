@@ -7,7 +7,7 @@ Every dataset returns float32 [C, H, W] images in [0, 1], unnormalized, and int 
 
 from __future__ import annotations
 
-from certkit.data.base import DatasetEntry, DatasetInfo, ImageDataset
+from certkit.data.base import DatasetEntry, DatasetInfo, ImageDataset, with_channels
 from certkit.data.cifar10 import cifar10
 from certkit.data.embedded import EMBEDDED_NAME, fashion_mnist_mini
 from certkit.data.folders import image_folder, imagenet
@@ -36,14 +36,16 @@ BUILTIN_DATASETS: dict[str, DatasetEntry] = {
     "image-folder": DatasetEntry(
         factory=image_folder,
         needs_path=True,
-        description="RGB images in root/<class>/ (optionally root/<split>/<class>/), one size, not resized",
+        description="images in root/<class>/ (optionally root/<split>/<class>/), read as they are (greyscale or RGB); training crops them, certification needs one size",
         default_split="test",
+        lazy=True,
     ),
     "imagenet": DatasetEntry(
         factory=imagenet,
         needs_path=True,
-        description="ImageNet folders root/<split>/<wnid>/*.JPEG, Resize(256) + CenterCrop(224)",
+        description="ImageNet folders root/<split>/<wnid>/*.JPEG, Resize(256, bicubic) + CenterCrop(224); training crops the full-resolution train images",
         default_split="val",
+        lazy=True,
     ),
 }
 
@@ -53,4 +55,5 @@ __all__ = [
     "DatasetInfo",
     "ImageDataset",
     "select_indices",
+    "with_channels",
 ]

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from certkit.errors import DataError
@@ -56,6 +57,7 @@ class DatasetEntry:
     needs_path: bool  # False only for datasets shipped inside a package
     description: str
     default_split: str  # split used by certification, e.g. "test" or "val"
+    lazy: bool = False  # reads files per image (training then uses loader worker processes)
 
 
 class ArrayImageDataset(ImageDataset):
@@ -73,6 +75,56 @@ class ArrayImageDataset(ImageDataset):
         # Same arithmetic as torchvision's ToTensor, so file formats agree to the bit.
         image = torch.tensor(self.images[i], dtype=torch.float32).div_(255)
         return image, int(self.labels[i])
+
+    def pil_image(self, i: int) -> tuple[Image.Image, int]:
+        """Item ``i`` as a PIL image (L or RGB), for training transforms."""
+        pixels = self.images[i]
+        image = Image.fromarray(pixels[0], "L") if pixels.shape[0] == 1 else Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)), "RGB")
+        return image, int(self.labels[i])
+
+    def labels_list(self) -> list[int]:
+        return self.labels.tolist()
+
+
+def luminance(rgb: torch.Tensor) -> torch.Tensor:
+    """[..., 3, H, W] in [0, 1] (multiples of 1/255) -> [..., 1, H, W]: PIL's "L" conversion
+    (ITU-R 601-2 luma in 16-bit fixed point), so a folder read as L and a tensor converted here
+    agree to the bit."""
+    r, g, b = (rgb * 255).round().to(torch.int64).unbind(-3)
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).unsqueeze(-3).to(torch.float32).div_(255)
+
+
+class ChannelConverted(ImageDataset):
+    """Another dataset's images with 1 channel repeated to 3 (L -> RGB) or 3 reduced to 1 by
+    luminance (RGB -> L)."""
+
+    def __init__(self, dataset: ImageDataset, channels: int) -> None:
+        self.dataset, self.channels = dataset, channels
+        self.info = replace(dataset.info, channels=channels)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image, label = self.dataset[i]
+        return (image.expand(3, *image.shape[1:]).clone() if self.channels == 3 else luminance(image)), label
+
+
+def with_channels(dataset: ImageDataset, channels: int) -> ImageDataset:
+    """``dataset`` read with ``channels`` channels (the model's): L <-> RGB are converted
+    explicitly; any other pair cannot be and is refused."""
+    have = dataset.info.channels
+    if have == channels:
+        return dataset
+    own = getattr(dataset, "with_channels", None)
+    if own is not None:
+        return own(channels)
+    if {have, channels} == {1, 3}:
+        return ChannelConverted(dataset, channels)
+    raise DataError(
+        f"dataset '{dataset.info.name}' ({dataset.info.source}) has {have}-channel images and the model expects {channels}; only 1 <-> 3 channels can be converted.",
+        "Use a model trained for this data, or data with the model's channel count.",
+    )
 
 
 def path_fix(name: str) -> str:

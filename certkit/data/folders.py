@@ -9,8 +9,10 @@ it is read.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -19,6 +21,7 @@ from torchvision import transforms
 from torchvision.transforms.functional import pil_to_tensor
 
 from certkit.data.base import DatasetInfo, ImageDataset, path_fix, require_dir
+from certkit.data.transforms import MODES
 from certkit.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -45,11 +48,24 @@ def _has_images(path: Path) -> bool:
         return any(_is_image(e) for e in entries)
 
 
-def open_rgb(path: Path) -> Image.Image:
-    """The decoded RGB image at ``path``, or a DataError that names the file."""
+#: PIL modes read as one channel; everything else (RGB, RGBA, P, CMYK, ...) is read as three.
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F", "La")
+
+
+def open_image(path: Path, mode: str = "RGB") -> Image.Image:
+    """The decoded image at ``path`` in ``mode`` ("L" or "RGB"), or a DataError naming the file."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")  # convert() decodes, so truncation shows up here
+            return image.convert(mode)  # convert() decodes, so truncation shows up here
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"cannot read image {path}: {err}.", "Remove or replace the file.") from None
+
+
+def channels_of(path: Path) -> int:
+    """1 for a greyscale file, 3 otherwise, from the header."""
+    try:
+        with Image.open(path) as image:
+            return 1 if image.mode in GREY_MODES else 3
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"cannot read image {path}: {err}.", "Remove or replace the file.") from None
 
@@ -83,7 +99,11 @@ class ImageFolderDataset(ImageDataset):
     """Images under ``root/<class>/``; labels are indices into the sorted class names.
 
     Without a ``transform`` images keep their size, which must be the same for all of
-    them (a model takes one input size); the first image sets it.
+    them (a model takes one input size); the first image sets it. Images are read with
+    ``channels`` channels (default 3: greyscale files are converted to RGB); certify and
+    training read them in the model's channel count (:meth:`with_channels`), and training on
+    a folder fits a model to its first image's (:meth:`native_channels`). Training reads them through :meth:`pil_image`, at their own size
+    whatever ``transform`` does (the training transform crops them).
     """
 
     def __init__(
@@ -95,6 +115,7 @@ class ImageFolderDataset(ImageDataset):
         transform: Transform | None = None,
         output_size: tuple[int, int] | None = None,
         fix: str | None = None,
+        channels: int | None = None,
     ) -> None:
         root = split_root(require_dir(path, name), split, layout)
         fix = fix or f"Expected layout {layout}. {path_fix(name)}"
@@ -114,16 +135,47 @@ class ImageFolderDataset(ImageDataset):
             num_classes=len(class_dirs),
             class_names=tuple(d.name for d in class_dirs),
             image_size=output_size,
-            channels=3,
+            channels=3 if channels is None else channels,
             source=str(root),
         )
+
+    @property
+    def mode(self) -> str:
+        return MODES[self.info.channels]
+
+    def with_channels(self, channels: int) -> ImageFolderDataset:
+        """The same folder read as ``channels`` channels (L <-> RGB, converted by PIL)."""
+        if channels not in MODES:
+            raise DataError(
+                f"the model expects {channels}-channel images; image files are read as 1 (L) or 3 (RGB) channels ({self.info.source}).",
+                "Use a model for 1- or 3-channel input.",
+            )
+        converted = copy.copy(self)
+        converted.info = replace(self.info, channels=channels)
+        return converted
+
+    def native_channels(self) -> int:
+        """1 when the first image is greyscale, else 3."""
+        return channels_of(self.samples[0][0])
+
+    def pil_image(self, i: int) -> tuple[Image.Image, int]:
+        """Item ``i`` decoded at its own size, in this dataset's mode (for training transforms)."""
+        path, label = self.samples[i]
+        return open_image(path, self.mode), label
+
+    def labels_list(self) -> list[int]:
+        return [label for _, label in self.samples]
+
+    def check_header(self, i: int) -> None:
+        """Refuse (naming the file) an image whose header PIL cannot read."""
+        image_size_of(self.samples[i][0])
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[i]
-        image = open_rgb(path)
+        image = open_image(path, self.mode)
         if self.transform is not None:
             return self.transform(image), label
         if (image.height, image.width) != self.info.image_size:
@@ -137,15 +189,15 @@ class ImageFolderDataset(ImageDataset):
 
 
 def image_folder(path: Path | None, split: str) -> ImageFolderDataset:
-    """Registry factory for ``image-folder``: RGB images as they are, no resizing."""
+    """Registry factory for ``image-folder``: images as they are, no resizing."""
     layout = "root/<class>/<image>.png or root/<split>/<class>/<image>.png"
     return ImageFolderDataset(path, split, "image-folder", layout)
 
 
-#: ImageNet evaluation preprocessing of Cohen et al. and DMAE: shorter side to 256
-#: (bilinear), central 224x224 crop, [0, 1] tensor; normalization is the model's job.
+#: ImageNet evaluation preprocessing of DMAE (``util/datasets.py``: Resize(int(224 / 0.875)
+#: = 256, bicubic), central 224x224 crop) as a [0, 1] tensor; normalization is the model's job.
 IMAGENET_TRANSFORM = transforms.Compose(
-    [transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()]
+    [transforms.Resize(256, interpolation=transforms.InterpolationMode.BICUBIC), transforms.CenterCrop(224), transforms.ToTensor()]
 )
 
 
@@ -157,5 +209,5 @@ def imagenet(path: Path | None, split: str) -> ImageFolderDataset:
         f"(e.g. with valprep.sh). {path_fix('imagenet')}"
     )
     return ImageFolderDataset(
-        path, split, "imagenet", layout, IMAGENET_TRANSFORM, output_size=(224, 224), fix=fix
+        path, split, "imagenet", layout, IMAGENET_TRANSFORM, output_size=(224, 224), fix=fix, channels=3
     )

@@ -15,6 +15,7 @@ from certkit.errors import CheckpointError
 from certkit.fileio import atomic_path
 
 LAST = "checkpoint-last.pth"
+BEST = "checkpoint-best.pth"  # fine-tuning: the epoch with the best validation numbers
 
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:

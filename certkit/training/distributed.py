@@ -25,6 +25,11 @@ class DistContext:
         return self.world_size > 1
 
 
+def world_size_from_env() -> int:
+    """The number of processes torchrun started (1 when run alone), before joining the group."""
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+
 def init_from_env(device: torch.device, timeout: datetime.timedelta | None = None) -> DistContext:
     """Join the process group torchrun set up (WORLD_SIZE/RANK/LOCAL_RANK), or run alone.
     ``timeout``: how long a collective (a barrier) waits for the slowest rank."""

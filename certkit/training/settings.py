@@ -28,6 +28,8 @@ class TrainSettings:
     device: str = "auto"
     num_workers: int = 0
     resume: bool = True  # continue from out_dir/checkpoint-last.pth when it exists
+    accept_changes: bool = False  # resume even when identity settings differ (recorded in run.json)
+    eval_every: int = 0  # fine-tuning: evaluate every k epochs (and after the last); 0 = never
 
     def effective_batch(self, world_size: int) -> int:
         return self.batch_size * self.accum_iter * world_size

@@ -59,6 +59,7 @@ class NoisyClassificationTask:
     objective_options: dict[str, Any] = field(default_factory=dict)
     layer_decay: float | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
+    evaluator: Any = None  # certkit.training.evaluation.Evaluator, or None for no evaluation
 
     def loss(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> LossOutput:
         return self.objective(model, images, labels, generator)
@@ -77,6 +78,10 @@ class NoisyClassificationTask:
 
     def preview(self, images: torch.Tensor, path: Path, generator: torch.Generator) -> None:
         """No picture for classification; the log carries accuracy."""
+
+    def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, Any] | None:
+        """Clean and smoothed (r = 0) accuracy on the fixed validation subset."""
+        return None if self.evaluator is None else self.evaluator(model, device)
 
     def export(self, path: Path) -> None:
         spec: InputSpec = self.model.input_spec

@@ -14,7 +14,7 @@ import torch
 
 from certkit import plugins
 from certkit.config_schema import DEFAULT_RADII
-from certkit.data import select_indices
+from certkit.data import select_indices, with_channels
 from certkit.engines import Engine, TorchEngine, auto_batch_size, check_precision, default_batch_size, resolve_device
 from certkit.certifiers.shortcut import stop_if_wrong
 from certkit.errors import CertkitError
@@ -221,6 +221,7 @@ def prepare(job: CertifyJob, configured_datasets: Mapping[str, Any], configured_
     indices = select_indices(len(dataset), job.skip, job.max)
     source, engine, details = build_engine(job, configured_checkpoints, progress)
     spec = source.spec
+    dataset = with_channels(dataset, spec.channels)  # greyscale <-> RGB as the model expects; other counts are refused
     info = dataset.info
     spec.check_data(info.channels, info.image_size, info.num_classes, f"dataset '{choice.name}' ({info.source})")
     note = training_mismatch(spec, getattr(source, "sigma", None) if job.onnx is not None else spec.sigma, smoother or build_smoother(job.smoother, job.sigma, job.smoother_options))

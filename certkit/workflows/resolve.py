@@ -36,6 +36,10 @@ def resolve_dataset(name: str, path: Path | None, split: str | None, configured:
         kind = name
     elif Path(name).expanduser().is_dir():
         kind, path = "image-folder", Path(name).expanduser()
+    elif _looks_like_path(name):
+        folder = Path(name).expanduser()
+        what = "is a file, not a directory of class folders" if folder.exists() else "does not exist"
+        raise DataError(f"directory {name} {what}.", "Pass a folder of class folders (root/<class>/<image>), or a dataset name: " + ", ".join(sorted(set(registry.names()) | set(configured))) + ".")
     else:
         known = sorted(set(registry.names()) | set(configured))
         raise PluginError(f"unknown dataset '{name}'.", f"Known datasets: {', '.join(known)}; or pass a directory of class folders.")
@@ -43,6 +47,11 @@ def resolve_dataset(name: str, path: Path | None, split: str | None, configured:
     if entry.needs_path and path is None:
         raise DataError(f"dataset '{name}' needs a path and none is set.", f"Pass --data-path DIR, or set datasets.{name}.path in certkit.yaml.")
     return DatasetChoice(name, kind, None if path is None else Path(path).expanduser(), split or entry.default_split)
+
+
+def _looks_like_path(name: str) -> bool:
+    """Dataset names never contain a path separator or start with '.' or '~'."""
+    return "/" in name or "\\" in name or name.startswith((".", "~"))
 
 
 def open_dataset(choice: DatasetChoice) -> ImageDataset:

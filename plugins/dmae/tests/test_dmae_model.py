@@ -306,3 +306,21 @@ def test_components_are_registered():
     for name in ("vit-mini", "vit-b", "vit-l"):
         assert plugins.get("models", name).details["checkpoint_filter"] is checkpoint_filter_fn
         assert not plugins.get("models", name).details.get("pretraining")
+
+
+def test_cifar10_transfer_model_upsamples_the_noisy_input_inside():
+    """-M spec=cifar10 resize_to=224: 32x32 inputs (so noise and radii are in CIFAR-10's pixel
+    space) upsampled bicubically to the 224-pixel ViT, as DMAE's engine_finetune.py does."""
+    import torch
+    from torch.nn import functional as F
+
+    from certkit_dmae.classifiers import IMAGENET_SPEC, vit_base
+
+    torch.manual_seed(0)
+    model = vit_base(spec="cifar10", resize_to=224, depth=1).eval()
+    assert model.input_spec.image_size == (32, 32) and model.input_spec.num_classes == 10
+    assert model.input_spec.mean == IMAGENET_SPEC.mean  # the pretrained encoder's statistics
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        direct = super(type(model), model).forward(model.normalize(F.interpolate(images, size=(224, 224), mode="bicubic", align_corners=False)))
+        torch.testing.assert_close(model(images), direct)

@@ -66,7 +66,10 @@ def test_torchrun_two_cpu_ranks_match_one_process(tmp_path):
         assert abs(a - b) / a < 0.05, (one, two)
     # The 2-rank run continues in one process (same global batch): resume on another world size.
     four_epochs = [("4" if previous == "--epochs" else a) for previous, a in zip(["", *common], common)]
-    more = certkit(*four_epochs, "--batch", "64", "--out-dir", "ddp", cwd=tmp_path)
+    refused = certkit(*four_epochs, "--batch", "64", "--out-dir", "ddp", cwd=tmp_path)
+    assert refused.returncode == 2 and "epochs 3 -> 4" in refused.stderr and "--accept-changes" in refused.stderr
+    more = certkit(*four_epochs, "--batch", "64", "--out-dir", "ddp", "--accept-changes", cwd=tmp_path)
     assert more.returncode == 0, more.stderr
     assert "resuming from" in more.stdout and len(losses(tmp_path / "ddp")) == 4
+    assert json.loads((tmp_path / "ddp/run.json").read_text())["changes"][0]["changed"] == {"epochs": [3, 4]}
     assert (tmp_path / "ddp/weights.safetensors").exists()

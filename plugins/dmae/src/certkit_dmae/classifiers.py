@@ -8,9 +8,10 @@ from dataclasses import replace
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from timm.models.vision_transformer import VisionTransformer
 
-from certkit import InputSpec, Normalize
+from certkit import CertkitError, InputSpec, Normalize
 
 IMAGENET_SPEC = InputSpec(
     image_size=(224, 224), channels=3, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), num_classes=1000
@@ -25,16 +26,45 @@ FASHION_MNIST_SPEC = InputSpec(
 )
 
 
+CIFAR10_SPEC = InputSpec(
+    image_size=(32, 32),
+    channels=3,
+    # ImageNet statistics, not CIFAR-10's: the DMAE transfer fine-tunes an ImageNet-pretrained
+    # encoder, and the reference's models_vit.py normalizes with them.
+    mean=IMAGENET_SPEC.mean,
+    std=IMAGENET_SPEC.std,
+    num_classes=10,
+    class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+)
+
+#: ``-M spec=NAME`` presets; a checkpoint's own spec always wins.
+SPECS = {"imagenet": IMAGENET_SPEC, "fashion-mnist": FASHION_MNIST_SPEC, "cifar10": CIFAR10_SPEC}
+
+
+def resolve_spec(spec: InputSpec | str | None, default: InputSpec) -> InputSpec:
+    """An InputSpec, a preset name of :data:`SPECS`, or None for ``default``."""
+    if spec is None:
+        return default
+    if isinstance(spec, InputSpec):
+        return spec
+    if spec not in SPECS:
+        raise CertkitError(f"unknown input spec preset '{spec}'.", f"Known presets: {', '.join(SPECS)}.")
+    return SPECS[spec]
+
+
 class ViTClassifier(VisionTransformer):
     """A timm ViT that takes [0,1] images: normalization is its first step.
 
     ``Normalize`` keeps its statistics out of the state dict, so keys stay timm's.
     ``linear_probe`` puts a BatchNorm without affine before the head, as MAE's linear probing.
+    ``resize_to``: upsample the (noisy) input to this square size (bicubic) before everything
+    else, as DMAE's CIFAR-10 transfer does (32 -> 224 after the noise), so noise and certified
+    radii stay in the data's own pixel space.
     """
 
-    def __init__(self, spec: InputSpec, linear_probe: bool = False, **vit_kwargs) -> None:
+    def __init__(self, spec: InputSpec, linear_probe: bool = False, resize_to: int | None = None, **vit_kwargs) -> None:
         super().__init__(
-            img_size=spec.image_size,
+            img_size=(resize_to, resize_to) if resize_to else spec.image_size,
             in_chans=spec.channels,
             num_classes=spec.num_classes,
             global_pool="avg",
@@ -42,6 +72,7 @@ class ViTClassifier(VisionTransformer):
             **vit_kwargs,
         )
         self.input_spec = spec
+        self.resize_to = resize_to
         self.normalize = Normalize(spec.mean, spec.std)
         if linear_probe:
             self.head = nn.Sequential(nn.BatchNorm1d(self.embed_dim, affine=False, eps=1e-6), self.head)
@@ -57,24 +88,26 @@ class ViTClassifier(VisionTransformer):
         return self.num_lr_layers
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.resize_to:
+            images = F.interpolate(images, size=(self.resize_to, self.resize_to), mode="bicubic", align_corners=False)  # [B, C, r, r]
         return super().forward(self.normalize(images))
 
 
-def _build(default_spec: InputSpec, spec: InputSpec | None, defaults: dict, overrides: dict) -> ViTClassifier:
-    return ViTClassifier(spec if spec is not None else default_spec, **{**defaults, **overrides})
+def _build(default_spec: InputSpec, spec: InputSpec | str | None, defaults: dict, overrides: dict) -> ViTClassifier:
+    return ViTClassifier(resolve_spec(spec, default_spec), **{**defaults, **overrides})
 
 
-def vit_mini(spec: InputSpec | None = None, **overrides) -> ViTClassifier:
+def vit_mini(spec: InputSpec | str | None = None, **overrides) -> ViTClassifier:
     """ViT for 28 px inputs that trains and certifies on a 2-core CPU: patch 4 (49 tokens), dim 64, 4 blocks."""
     return _build(FASHION_MNIST_SPEC, spec, dict(patch_size=4, embed_dim=64, depth=4, num_heads=4), overrides)
 
 
-def vit_base(spec: InputSpec | None = None, **overrides) -> ViTClassifier:
+def vit_base(spec: InputSpec | str | None = None, **overrides) -> ViTClassifier:
     """ViT-B/16 at 224 px as in the DMAE paper (87M parameters)."""
     return _build(IMAGENET_SPEC, spec, dict(patch_size=16, embed_dim=768, depth=12, num_heads=12), overrides)
 
 
-def vit_large(spec: InputSpec | None = None, **overrides) -> ViTClassifier:
+def vit_large(spec: InputSpec | str | None = None, **overrides) -> ViTClassifier:
     """ViT-L/16 at 224 px as in the DMAE paper (304M parameters)."""
     return _build(IMAGENET_SPEC, spec, dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16), overrides)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from certkit import hookimpl
 
 WEIGHTS = Path(__file__).parent / "weights"
+RECIPES = Path(__file__).parent / "recipes"
 
 
 def _shipped(model: str) -> dict[float | tuple[str, float], Path]:
@@ -63,3 +64,11 @@ def certkit_register_objectives(register) -> None:
         description="DMAE: reconstruct clean images from noisy, 75%-masked ones; MSE over all patches",
         default_model="mae-vit-mini",
     )
+
+
+@hookimpl
+def certkit_register_recipes(register) -> None:
+    """The reference's recipes (and the shipped small model's), one YAML file each; the file
+    name is the recipe name."""
+    for path in sorted(RECIPES.glob("*.yaml")):
+        register(path.stem, path)
