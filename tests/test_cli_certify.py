@@ -114,6 +114,17 @@ def test_predict_writes_predictions(tiny_model, workdir):
     assert len(lines) == 6
 
 
+def test_certify_and_predict_print_user_paths_literally(tiny_model, workdir):
+    # A results path that looks like rich markup or an emoji code is printed as typed, not parsed.
+    (workdir / "a[/b]").mkdir(parents=True)  # a directory "a[" holding "b]"
+    certified = invoke("certify", *FAST, "--max", "2", "--out", "a[/b]/run[bold]x:100:.tsv")
+    assert certified.exit_code == 0, certified.output
+    assert "results: a[/b]/run[bold]x:100:.tsv" in certified.output and "\U0001f4af" not in certified.output
+    predicted = invoke("predict", "--model", "tiny-cnn", "--sigma", "0.25", "--n", "100", "--max", "2", "--out", "a[/b]/p[red].tsv")
+    assert predicted.exit_code == 0, predicted.output
+    assert "results: a[/b]/p[red].tsv" in predicted.output
+
+
 # --- bad input: one line, exit code 2, nothing touched ----------------------------------------
 
 

@@ -85,7 +85,7 @@ def compare(
     }
     parsed = [parse_entry(text) for text in entries]
     checkpoints = {model: entry.checkpoints for model, entry in settings.models.items()}
-    console = Console()
+    console = Console(markup=False, emoji=False, highlight=False)  # paths and labels are user text: printed literally
     progress = ImageProgress(console)
     with on_interrupt(lambda: images_saved(progress.results_path)), progress:
         comparison = run_compare(

@@ -34,7 +34,7 @@ def export(
         spec=spec or (model_config.spec if model_config else None), options=opt.parse_key_values(model_option, "--model-option", "denoiser=PATH"),
     )
     report = export_onnx(loaded, out, sigma=c.sigma, opset=opset)
-    console = Console(soft_wrap=True)
+    console = Console(soft_wrap=True, markup=False, emoji=False)  # paths are user text: printed literally
     diffs = ", ".join(f"batch {size}: {diff:.2g}" for size, diff in report.max_abs_diff.items())
     console.print(f"exported {report.model} (sigma {report.sigma:g}, checkpoint {loaded.checkpoint.name if loaded.checkpoint else loaded.checkpoint_label}) to {report.path}", highlight=False)
     console.print(f"size {report.size_bytes / 1e6:.1f} MB, opset {report.opset}" + (f", weights in {report.external_data.name} (keep it beside the .onnx file)" if report.external_data else ", one file"), highlight=False)

@@ -37,7 +37,7 @@ def new(
     """Write certkit-NAME/: pyproject with the entry point, a hook module registering an example
     model and corruption, tests and a README. `pip install -e certkit-NAME` and it is in `certkit plugins`."""
     target = write_plugin(name, directory)
-    console = Console()
+    console = Console(markup=False, emoji=False, highlight=False)  # paths and labels are user text: printed literally
     for relative in FILES:
         console.print(f"  {target / relative.format(module=module_name(name))}")
     console.print(f"created {target}\nnext: pip install -e {target} && certkit plugins && python -m pytest {target / 'tests'}")

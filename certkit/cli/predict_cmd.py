@@ -78,7 +78,7 @@ def predict(
         model_options=opt.parse_key_values(model_option, "--model-option", "denoiser=PATH"),
         spec=spec or (model_config.spec if model_config else None),
     )
-    console = Console()
+    console = Console(markup=False, emoji=False, highlight=False)  # paths and labels are user text: printed literally
     progress = ImageProgress(console)
     with on_interrupt(lambda: images_saved(progress.results_path)), progress:
         outcome = run_predict(job, settings.datasets, model_config.checkpoints if model_config else None, progress)

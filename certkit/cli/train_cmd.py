@@ -118,7 +118,7 @@ def _run(ctx: typer.Context, command: str, flags: dict[str, Any], recipe: str | 
             raise
         _print_config(run, settings, None, out_dir, [f"the data cannot be opened yet, so the model and data checks did not run: {error}"])
         return
-    console = Console(highlight=False)
+    console = Console(highlight=False, markup=False, emoji=False)  # run paths are user text: printed literally
     if print_config:
         _print_config(run, settings, plan, out_dir, plan.notes)
         return
@@ -156,7 +156,7 @@ def _print_config(run, settings, plan, out_dir: Path | None, notes: list[str]) -
         used = described.get("objective_options") or described.get("options")
         if used:
             derived["objective options (used)"] = (used, f"objective {described['objective']} with the settings above")
-    console = Console(highlight=False)
+    console = Console(highlight=False, markup=False, emoji=False)  # run paths are user text: printed literally
     console.print(format_table(effective, derived), soft_wrap=True, markup=False)
     for note in notes:
         console.print(f"note: {note}", markup=False, soft_wrap=True)
