@@ -36,7 +36,9 @@ def test_two_processes_on_the_cpu_give_the_one_process_file(tmp_path):
     meta = json.loads((tmp_path / "two.tsv.meta.json").read_text())
     assert meta["world_size"] == 2 and meta["finished"]
     assert two.stdout.count("Certified accuracy") == 1  # rank 0 prints the table; the launcher prints nothing of its own
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.tsv", "one.tsv.meta.json", "two.tsv", "two.tsv.meta.json"]
+    # Nothing else is left behind but the auto engine's verified ONNX export, shared by both runs.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".onnx-cache", "one.tsv", "one.tsv.meta.json", "two.tsv", "two.tsv.meta.json"]
+    assert len(list((tmp_path / ".onnx-cache").glob("*.onnx"))) == 1
 
 
 def test_a_rank_error_is_one_line_and_the_launcher_exits_with_its_code(tmp_path):
