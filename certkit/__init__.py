@@ -2,9 +2,9 @@
 
 The public API a plugin may import lives here and in :mod:`certkit.interfaces`.
 
-Only ``__version__``, ``hookimpl`` and ``CertkitError`` are defined on import. Every other
-public name needs torch and is imported on first use (module ``__getattr__``), so that
-``certkit --version`` and ``certkit --help`` start without importing torch;
+Only ``__version__`` and ``CertkitError`` are defined on import; ``hookimpl`` (pluggy) is made
+on first use, and every other public name, which needs torch, is imported on first use (module
+``__getattr__``), so that ``certkit --version`` and ``certkit --help`` start without torch;
 ``from certkit import InputSpec, hookimpl`` works as before.
 """
 
@@ -13,14 +13,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-import pluggy
-
 from certkit.errors import CertkitError
 
 __version__ = "0.1.0"
-
-#: Marker for hook implementations: ``@hookimpl def certkit_register_models(register): ...``
-hookimpl = pluggy.HookimplMarker("certkit")
 
 #: public name -> the module that defines it, imported when the name is first used
 _LAZY = {
@@ -40,6 +35,9 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these come from __getattr__
+    import pluggy
+
+    hookimpl: pluggy.HookimplMarker
     from certkit.api import SmoothedClassifier, load_images
     from certkit.interfaces import (
         ABSTAIN,
@@ -83,6 +81,13 @@ __all__ = [
 
 
 def __getattr__(name: str):
+    if name == "hookimpl":
+        # Marker for hook implementations: ``@hookimpl def certkit_register_models(register): ...``.
+        # Made on first use, so that ``certkit --version`` does not import pluggy.
+        import pluggy
+
+        globals()["hookimpl"] = marker = pluggy.HookimplMarker("certkit")
+        return marker
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'certkit' has no attribute {name!r}")
@@ -92,4 +97,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    return sorted({*globals(), *_LAZY, "hookimpl"})
