@@ -54,3 +54,32 @@ def test_bar_is_one_line_with_every_number_at_80_columns(width, samples):
 def test_short_description_is_shown_whole_and_not_repeated():
     lines = rendered(80, "vit-mini σ=0.25 on mnist", 5000)
     assert [line for line in lines if "vit-mini" in line] == [lines[-1]] and "…" not in lines[-1]
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_early_bar_says_nothing_and_leaves_nothing_when_the_run_is_refused(terminal):
+    """certify shows the bar before the model loads (final=False): it prints no resume line, and
+    a refusal that follows (a bad checkpoint) leaves the error alone, with no bar above it."""
+    console = Console(file=io.StringIO(), width=80, force_terminal=terminal, color_system=None)
+    progress = ImageProgress(console)
+    with pytest.raises(RuntimeError), progress:
+        progress.start(100, 40, "vit-mini σ=0.25 on mnist", final=False)
+        raise RuntimeError("checkpoint missing")
+    text = console.file.getvalue()
+    assert "resuming" not in text and not progress._progress.tasks  # the bar was taken down
+    if not terminal:  # a log file gets no bar at all (a terminal saw it drawn, then erased)
+        assert "images" not in text
+
+
+def test_final_start_updates_the_early_bar_and_says_what_is_resumed():
+    console = Console(file=io.StringIO(), width=80, force_terminal=True, color_system=None)
+    progress = ImageProgress(console)
+    with progress:
+        progress.start(100, 40, "vit-mini σ=0.25 on mnist", final=False)
+        progress.start(100, 41, "vit-mini σ=0.25 on mnist")  # the file held one more row than peeked
+        progress.samples(1000)
+        progress.image_done()
+        console.print(progress._progress.get_renderable())
+    text = console.file.getvalue()
+    assert text.count("resuming: 41 of 100 images already in the results file") == 1
+    assert "42/100 images" in text and len(progress._progress.tasks) == 1

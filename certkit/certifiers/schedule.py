@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from scipy.stats import beta as beta_distribution
-from scipy.stats import binom
 
 from certkit.sampling import NOISE_BLOCK
 from certkit.stats import betting_log_wealth, betting_lower, betting_upper, clopper_pearson_lower, clopper_pearson_upper
@@ -115,6 +113,8 @@ def certify_counts(n: int, thresholds: np.ndarray, level: float, bound: str) -> 
         return np.full(len(thresholds), n + 1, dtype=np.int64)
     if bound == "cp":
         # L(k) > q  <=>  P_q(X >= k) < level; binom.isf gives the largest k with P_q(X > k) <= level.
+        from scipy.stats import binom  # on use: scipy.stats takes ~0.8 s to import (certkit.stats)
+
         return np.minimum(binom.isf(level, n, thresholds) + 1, n + 1).astype(np.int64)
     target = math.log(1.0 / level)
     low = np.floor(thresholds * n).astype(np.int64) + 1  # the bound only passes q once k/n > q
@@ -136,6 +136,8 @@ def exclude_counts(n: int, thresholds: np.ndarray, level: float, bound: str) -> 
     """Per threshold q, the largest count k with an upper bound U(k) < q (-1 if none)."""
     if bound == "cp":
         # U(k) < q  <=>  P_q(X <= k) < level; binom.ppf gives the smallest k with P_q(X <= k) >= level.
+        from scipy.stats import binom
+
         return (binom.ppf(level, n, thresholds) - 1).astype(np.int64)
     misses = certify_counts(n, 1.0 - thresholds, level, bound)  # U(k) < q <=> the misses' lower bound > 1 - q
     return n - misses
@@ -200,6 +202,8 @@ class ScheduleChooser:
             return np.full(p.shape, float(plan.looks[0]))
         n_t = np.asarray(plan.looks[:-1])[:, None, None]
         p = p[None, None, :]
+        from scipy.stats import binom
+
         inside = binom.cdf(candidate.high[:, :, None] - 1, n_t, p) - binom.cdf(candidate.low[:, :, None], n_t, p)
         inside = np.where((candidate.high > candidate.low)[:, :, None], inside, 0.0).sum(axis=1)  # [T-1, P]
         return plan.looks[0] + (candidate.gaps[:, None] * np.clip(inside, 0.0, 1.0)).sum(axis=0)
@@ -208,6 +212,8 @@ class ScheduleChooser:
     def posterior(n0: int, k0: int) -> np.ndarray:
         """Equally likely points of the Jeffreys posterior of p after k0 hits out of n0."""
         quantiles = (np.arange(POSTERIOR_POINTS) + 0.5) / POSTERIOR_POINTS
+        from scipy.stats import beta as beta_distribution
+
         return beta_distribution.ppf(quantiles, k0 + 0.5, n0 - k0 + 0.5)
 
     def cost(self, candidate: _Candidate, points: np.ndarray) -> float:

@@ -75,6 +75,8 @@ class ImageProgress:
         self._images_width = 0
         self._samples = 0
         self._began = 0.0
+        self._finished = 0
+        self._provisional = False
         #: the file rows are being written to, once the workflow has opened it (for Ctrl-C)
         self.results_path: Path | None = None
 
@@ -82,17 +84,30 @@ class ImageProgress:
         self._progress.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None and self._task is not None and not self._finished:
+            # Stopped before any image of this run finished (a bad checkpoint found while the
+            # model loaded, Ctrl-C): no bar is left above the message that follows.
+            self._progress.remove_task(self._task)
         self._progress.stop()
 
-    def start(self, total: int, already_done: int, description: str) -> None:
-        if already_done:
+    def start(self, total: int, already_done: int, description: str, final: bool = True) -> None:
+        """Show the bar. A first call with ``final=False`` shows it while the model loads and
+        prints nothing (the run may yet be refused); the final call sets the real numbers and
+        prints the resume line and the full description. Rates count from the last call."""
+        if final and already_done:
             self.console.print(f"resuming: {already_done} of {total} images already in the results file", markup=False)
-        self._images_width = len(f"{total}/{total} images")
+        self._images_width = max(self._images_width, len(f"{total}/{total} images"))
         self._reserve(rate=None)
-        if len(description) > self._description.available():
+        if final and len(description) > self._description.available():
             self.console.print(description, markup=False, highlight=False)  # in full once; the bar shows its start
-        self._task = self._progress.add_task(description, total=total, completed=already_done, rate=None)
+        if self._task is not None and self._provisional:  # the same run's bar, now with final numbers
+            self._progress.update(self._task, description=description, total=total, completed=already_done, rate=None)
+        else:  # a run's first bar (`certkit compare` runs several, one bar each)
+            self._task = self._progress.add_task(description, total=total, completed=already_done, rate=None)
+        self._provisional = not final
+        self._samples = 0
+        self._finished = 0  # images finished since the last start
         self._began = time.perf_counter()
 
     def results_file(self, path: Path) -> None:
@@ -102,6 +117,7 @@ class ImageProgress:
         self._samples += count
 
     def image_done(self) -> None:
+        self._finished += 1
         elapsed = max(time.perf_counter() - self._began, 1e-9)
         rate = self._samples / elapsed
         self._reserve(rate)

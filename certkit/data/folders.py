@@ -17,8 +17,6 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torchvision import transforms
-from torchvision.transforms.functional import pil_to_tensor
 
 from certkit.data.base import DatasetInfo, ImageDataset, path_fix, require_dir
 from certkit.data.transforms import MODES
@@ -185,6 +183,8 @@ class ImageFolderDataset(ImageDataset):
                 f"{self.info.image_size[0]}x{self.info.image_size[1]}; all images must share one size.",
                 "Resize the images to one size, or use the imagenet dataset, which resizes and crops.",
             )
+        from torchvision.transforms.functional import pil_to_tensor  # here: torchvision takes ~1.5 s to import
+
         return pil_to_tensor(image).to(torch.float32).div(255), label
 
 
@@ -194,11 +194,16 @@ def image_folder(path: Path | None, split: str) -> ImageFolderDataset:
     return ImageFolderDataset(path, split, "image-folder", layout)
 
 
-#: ImageNet evaluation preprocessing of DMAE (``util/datasets.py``: Resize(int(224 / 0.875)
-#: = 256, bicubic), central 224x224 crop) as a [0, 1] tensor; normalization is the model's job.
-IMAGENET_TRANSFORM = transforms.Compose(
-    [transforms.Resize(256, interpolation=transforms.InterpolationMode.BICUBIC), transforms.CenterCrop(224), transforms.ToTensor()]
-)
+def imagenet_transform() -> Transform:
+    """ImageNet evaluation preprocessing of DMAE (``util/datasets.py``: Resize(int(224 / 0.875)
+    = 256, bicubic), central 224x224 crop) as a [0, 1] tensor; normalization is the model's job.
+    Built on use: importing torchvision (with torch._dynamo) takes ~1.5 s that `certkit certify`
+    on other data should not wait for."""
+    from torchvision import transforms
+
+    return transforms.Compose(
+        [transforms.Resize(256, interpolation=transforms.InterpolationMode.BICUBIC), transforms.CenterCrop(224), transforms.ToTensor()]
+    )
 
 
 def imagenet(path: Path | None, split: str) -> ImageFolderDataset:
@@ -209,5 +214,5 @@ def imagenet(path: Path | None, split: str) -> ImageFolderDataset:
         f"(e.g. with valprep.sh). {path_fix('imagenet')}"
     )
     return ImageFolderDataset(
-        path, split, "imagenet", layout, IMAGENET_TRANSFORM, output_size=(224, 224), fix=fix, channels=3
+        path, split, "imagenet", layout, imagenet_transform(), output_size=(224, 224), fix=fix, channels=3
     )

@@ -42,6 +42,15 @@ _PARTS_FIX = "Pass --out to write a new file, or --overwrite to replace it (and 
 _BUSY_FIX = "Wait for it to finish, or pass --out to write another file."
 
 
+def peek_done(path: Path) -> set[int]:
+    """The image indices an existing results file already holds, read without lock or checks:
+    what a progress bar can show while the model loads. :meth:`ResultsStore.open` decides."""
+    try:
+        return {row.idx for row in scan(Path(path).read_bytes(), cut_unterminated=True).rows}
+    except (OSError, ValueError):
+        return set()
+
+
 def repair_command(path: Path) -> str:
     return f"certkit report --repair {path}"
 

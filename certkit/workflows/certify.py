@@ -22,7 +22,7 @@ from certkit.fileio import safe_name
 from certkit.interfaces import CertifyProcess, CertifySettings, CountSampler, InputSpec, Smoother
 from certkit.models import load_classifier
 from certkit.smoothers import build_smoother, describe_smoother, smoother_options, training_mismatch
-from certkit.results.store import ResultsStore
+from certkit.results.store import ResultsStore, peek_done
 from certkit.results.writer import COLUMNS, CUT_COLUMNS, format_row
 from certkit.sampling import MonteCarloSampler
 from certkit.training.distributed import barrier, init_from_env, local_device
@@ -87,9 +87,13 @@ class ModelSource(Protocol):
 
 
 class Progress(Protocol):
-    """What the CLI shows; workflows report into it and never print themselves."""
+    """What the CLI shows; workflows report into it and never print themselves.
 
-    def start(self, total: int, already_done: int, description: str) -> None: ...
+    ``start`` may come twice: early with ``final=False``, from what the results file seems to
+    hold, so the bar shows while the model loads (nothing else is said: the run may yet be
+    refused); then with the final numbers once the file is open. Rates count from the last call."""
+
+    def start(self, total: int, already_done: int, description: str, final: bool = True) -> None: ...
     def results_file(self, path: Path) -> None: ...  # where rows go, once the file is open (what Ctrl-C reports)
     def samples(self, count: int) -> None: ...
     def image_done(self) -> None: ...
@@ -97,7 +101,7 @@ class Progress(Protocol):
 
 
 class _Silent:
-    def start(self, total: int, already_done: int, description: str) -> None: ...
+    def start(self, total: int, already_done: int, description: str, final: bool = True) -> None: ...
     def results_file(self, path: Path) -> None: ...
     def samples(self, count: int) -> None: ...
     def image_done(self) -> None: ...
@@ -211,14 +215,24 @@ def build_engine(job: CertifyJob, configured_checkpoints: Mapping[float, Path] |
     return loaded, engine, details
 
 
-def prepare(job: CertifyJob, configured_datasets: Mapping[str, Any], configured_checkpoints: Mapping[float, Path] | None, progress: Progress, smoother: Smoother | None = None) -> Prepared:
+def prepare(
+    job: CertifyJob,
+    configured_datasets: Mapping[str, Any],
+    configured_checkpoints: Mapping[float, Path] | None,
+    progress: Progress,
+    smoother: Smoother | None = None,
+    on_selected: Callable[[DatasetChoice, list[int]], None] | None = None,
+) -> Prepared:
     """``job`` must have passed :func:`resolve_onnx`; ``smoother``, when given, is checked against
-    the noise the model was trained for."""
+    the noise the model was trained for. ``on_selected(choice, indices)`` hears which images the
+    run covers before the model loads (the slow part of start-up)."""
     if job.batch is not None and job.batch < 1:
         raise CertkitError(f"batch must be >= 1, got {job.batch}.", "Pass e.g. --batch 1000.")
     choice = resolve_dataset(job.data, job.data_path, job.split, dict(configured_datasets))
     dataset = open_dataset(choice)
     indices = select_indices(len(dataset), job.skip, job.max)
+    if on_selected is not None:
+        on_selected(choice, indices)
     source, engine, details = build_engine(job, configured_checkpoints, progress)
     spec = source.spec
     dataset = with_channels(dataset, spec.channels)  # greyscale <-> RGB as the model expects; other counts are refused
@@ -258,7 +272,16 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     make_process = getattr(certifier, "process", None)
     if job.stop_if_wrong and make_process is None:
         raise CertkitError(f"--stop-if-wrong needs a certifier written as a process, and '{job.certifier}' has only certify().", "Drop --stop-if-wrong.")
-    run = prepare(job, configured_datasets, configured_checkpoints, progress, smoother)
+
+
+    def show_bar(choice: DatasetChoice, indices: list[int]) -> None:
+        """The bar, before the model loads: what the results file seems to hold already."""
+        out = job.out or default_output(job, job.model, choice, job.certifier)
+        already = 0 if job.overwrite else len(peek_done(out) & set(indices))
+        progress.start(len(indices), already, f"{job.model} {describe_smoother(smoother)} on {choice.name}", final=False)
+
+    # A distributed run's bar counts rank 0's share, known only after the ranks meet.
+    run = prepare(job, configured_datasets, configured_checkpoints, progress, smoother, on_selected=None if context.enabled else show_bar)
     job, choice, indices, dataset = run.job, run.choice, run.indices, run.dataset
     if job.stop_if_wrong:
         check_labelled(dataset, indices, choice.name)
