@@ -273,15 +273,9 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     if job.stop_if_wrong and make_process is None:
         raise CertkitError(f"--stop-if-wrong needs a certifier written as a process, and '{job.certifier}' has only certify().", "Drop --stop-if-wrong.")
 
-
-    def show_bar(choice: DatasetChoice, indices: list[int]) -> None:
-        """The bar, before the model loads: what the results file seems to hold already."""
-        out = job.out or default_output(job, job.model, choice, job.certifier)
-        already = 0 if job.overwrite else len(peek_done(out) & set(indices))
-        progress.start(len(indices), already, f"{job.model} {describe_smoother(smoother)} on {choice.name}", final=False)
-
     # A distributed run's bar counts rank 0's share, known only after the ranks meet.
-    run = prepare(job, configured_datasets, configured_checkpoints, progress, smoother, on_selected=None if context.enabled else show_bar)
+    early = None if context.enabled else bar_before_model(job, smoother, job.certifier, progress)
+    run = prepare(job, configured_datasets, configured_checkpoints, progress, smoother, on_selected=early)
     job, choice, indices, dataset = run.job, run.choice, run.indices, run.dataset
     if job.stop_if_wrong:
         check_labelled(dataset, indices, choice.name)
@@ -327,6 +321,18 @@ def run_certify(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
             results.merge_parts()
             results.close(finished=now(), world_size=context.world_size)
     return CertifyOutcome(out, len(todo), len(indices) - len(todo), len(indices), context.rank)
+
+
+def bar_before_model(job: CertifyJob, smoother: Smoother, method: str, progress: Progress, prefix: str = "") -> Callable[[DatasetChoice, list[int]], None]:
+    """``prepare``'s ``on_selected``: the bar, before the model loads (the slow part of start-up),
+    counting the rows the results file seems to hold already; the run sets the final numbers."""
+
+    def show(choice: DatasetChoice, indices: list[int]) -> None:
+        out = job.out or default_output(job, job.model, choice, method)
+        already = 0 if job.overwrite else len(peek_done(out) & set(indices))
+        progress.start(len(indices), already, f"{prefix}{job.model} {describe_smoother(smoother)} on {choice.name}", final=False)
+
+    return show
 
 
 def check_labelled(dataset: Any, indices: list[int], name: str) -> None:

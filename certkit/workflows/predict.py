@@ -14,7 +14,7 @@ from certkit.results.writer import PREDICT_COLUMNS
 from certkit.sampling import MonteCarloSampler
 from certkit.smoothers import build_smoother, describe_smoother
 from certkit.training.distributed import barrier, init_from_env, local_device
-from certkit.workflows.certify import RANK_WAIT, CertifyJob, CertifyOutcome, Progress, _Silent, certify_packed, default_output, metadata, now, prepare, resolve_onnx
+from certkit.workflows.certify import RANK_WAIT, CertifyJob, CertifyOutcome, Progress, _Silent, bar_before_model, certify_packed, default_output, metadata, now, prepare, resolve_onnx
 
 PREDICT_METHOD = "cohen-predict"
 
@@ -31,7 +31,8 @@ def run_predict(job: CertifyJob, configured_datasets: Mapping[str, Any], configu
     if context.enabled:
         job = replace(job, device=str(local_device(resolve_device(job.device), context)))
         progress = progress if context.is_main else _Silent()
-    run = prepare(job, configured_datasets, configured_checkpoints, progress, smoother)
+    early = None if context.enabled else bar_before_model(job, smoother, PREDICT_METHOD, progress, prefix="predict ")
+    run = prepare(job, configured_datasets, configured_checkpoints, progress, smoother, on_selected=early)
     job = run.job
     out = job.out or default_output(job, run.source.name, run.choice, PREDICT_METHOD)
     info = metadata(replace(job, certifier=PREDICT_METHOD, n0=0), run, smoother, kind="predict")
