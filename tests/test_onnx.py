@@ -71,6 +71,27 @@ def test_export_tiny_cnn_is_checked_verified_and_self_describing(tiny_model, tmp
         assert torch.equal(engine.classify(images), loaded.model(images).argmax(1))
 
 
+def test_cpu_threads_run_slices_of_a_batch_at_once_with_the_classes_of_one_run(tiny_model, tmp_path):
+    report = export_onnx(load_classifier("tiny-cnn", 0.25), tmp_path / "tiny.onnx")
+    images = torch.rand(64, 1, 28, 28) + 0.5 * torch.randn(64, 1, 28, 28)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = OnnxEngine(report.path, torch.device("cpu"))
+        torch.set_num_threads(3)
+        sliced = OnnxEngine(report.path, torch.device("cpu"))
+    finally:
+        torch.set_num_threads(threads)
+    assert (single.describe()["cpu_threads"], sliced.describe()["cpu_threads"]) == (1, 3)
+    sizes = []
+    run_slice = sliced._logits
+    sliced._logits = lambda array: sizes.append(len(array)) or run_slice(array)
+    assert torch.equal(sliced.classify(images), single.classify(images))
+    assert sorted(sizes) == [21, 21, 22]  # one slice per thread, consecutive rows
+    sizes.clear()
+    assert torch.equal(sliced.classify(images[:5]), single.classify(images[:5])) and sizes == [5]  # too few rows to cut
+
+
 def test_export_of_the_shipped_default_model_round_trips_its_metadata(tmp_path):
     loaded = load_classifier("vit-mini", 0.25)
     report = export_onnx(loaded, tmp_path / "vit-mini.onnx")
