@@ -6,6 +6,11 @@ interleaved, rotating who goes first, and the median over ``--rounds`` rounds is
 
     OMP_NUM_THREADS=1 python benchmarks/cpu_batch.py [--model vit-mini --batches 16,32,64,100,128,256,1000 --rounds 8]
     OMP_NUM_THREADS=1 python benchmarks/cpu_batch.py --model resnet-mini --random   # random weights
+    OMP_NUM_THREADS=2 python benchmarks/cpu_batch.py --batches 32,64,128 --rounds 5
+
+With more than one thread, ``onnx`` (certkit's engine: each batch cut into one slice per thread,
+the slices run at once, one ONNX Runtime thread each) is also measured against ``onnx-intra``,
+one run per batch with ONNX Runtime's own intra-op threads (what the engine did before).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ def main() -> None:
     from certkit.engines import TorchEngine
     from certkit.export import export_onnx
     from certkit.models import LoadedClassifier, load_classifier
-    from certkit.onnx_engine import OnnxEngine
+    from certkit.onnx_engine import CPU_PROVIDER, OnnxEngine, make_session
 
     if options.random:
         torch.manual_seed(0)
@@ -41,9 +46,18 @@ def main() -> None:
         loaded = LoadedClassifier(options.model, net, net.input_spec, None, "0" * 64)
     else:
         loaded = load_classifier(options.model, options.sigma)
+    threads = torch.get_num_threads()
+    engines = {}
     with tempfile.TemporaryDirectory() as folder:
-        onnx = OnnxEngine(export_onnx(loaded, Path(folder) / "model.onnx").path, torch.device("cpu"))
-    engines = {"onnx": onnx, "torch": TorchEngine(loaded.model, torch.device("cpu"))}
+        path = export_onnx(loaded, Path(folder) / "model.onnx").path
+        engines["onnx"] = OnnxEngine(path, torch.device("cpu"))
+        if threads > 1:
+            torch.set_num_threads(1)
+            intra = OnnxEngine(path, torch.device("cpu"))  # no slices; its session gets ORT's own threads
+            torch.set_num_threads(threads)
+            intra.session = make_session(path, [CPU_PROVIDER], threads=threads)
+            engines["onnx-intra"] = intra
+    engines["torch"] = TorchEngine(loaded.model, torch.device("cpu"))
     spec = loaded.spec
     batches = [int(b) for b in options.batches.split(",")]
     cases = [(name, batch) for name in engines for batch in batches]
@@ -58,9 +72,9 @@ def main() -> None:
                 engines[name].classify(images)
             rates[(name, batch)].append(calls * batch / (time.perf_counter() - began))
     print(f"{loaded.name}{' (random weights)' if options.random else ''}, {torch.get_num_threads()} thread(s): samples/s, median of {options.rounds} interleaved rounds of {options.samples}")
-    print(f"{'batch':<8}" + "".join(f"{b:>8}" for b in batches))
+    print(f"{'batch':<12}" + "".join(f"{b:>8}" for b in batches))
     for name in engines:
-        print(f"{name:<8}" + "".join(f"{statistics.median(rates[(name, b)]):>8,.0f}" for b in batches))
+        print(f"{name:<12}" + "".join(f"{statistics.median(rates[(name, b)]):>8,.0f}" for b in batches))
 
 
 if __name__ == "__main__":

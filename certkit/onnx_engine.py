@@ -11,12 +11,15 @@ and logits land in a torch tensor on the device, so nothing is copied to the hos
 If the CUDA provider does not load, the engine says so and runs on the CPU; its ``device``
 is then ``cpu``, so noise is generated on the CPU too (never a per-batch device-to-host copy).
 
-On a CPU with several threads, a batch is cut into one slice per thread and the slices run
-concurrently, each on one thread (``session.run`` releases the GIL and may be called from
-several threads at once), instead of ONNX Runtime splitting every operator over the threads:
-certification models are small per image and their operators too short to share well. For the
-shipped vit-mini at batch 32 on 2 cores this gave 1.26x the samples/s of two intra-op threads
-(docs/engines.md). Every row is classified alone either way, so the votes are the same.
+On a CPU with several threads, a batch is cut into two slices per thread, and a pool of that
+many threads runs the slices, each slice on one thread (``session.run`` releases the GIL and may
+be called from several threads at once), instead of ONNX Runtime splitting every operator over
+its threads: certification models are small per image and their operators too short to share
+well. Two slices per thread rather than one let a thread that got less of the CPU (another
+process on its core) take fewer slices, where one slice each would make every batch wait for the
+slowest thread. For the shipped vit-mini at batch 32 on 2 cores: 1.30x the samples/s of two
+intra-op threads on an idle machine, 1.73x with one busy process beside it (docs/engines.md).
+Every row is classified alone either way, so the votes are the same.
 """
 
 from __future__ import annotations
@@ -224,9 +227,9 @@ class OnnxEngine:
         if self.io_binding:
             return self._classify_cuda(images)
         array = images.detach().to("cpu", torch.float32).contiguous().numpy()  # no copy for CPU float32 input
-        if self._pool is None or len(array) < 2 * self.threads:
+        if self._pool is None or len(array) < 4 * self.threads:
             return torch.from_numpy(self._logits(array)).argmax(dim=1)
-        slices = np.array_split(array, self.threads)  # views of consecutive rows: contiguous, no copy
+        slices = np.array_split(array, 2 * self.threads)  # views of consecutive rows: contiguous, no copy
         return torch.from_numpy(np.concatenate(list(self._pool.map(self._logits, slices)))).argmax(dim=1)
 
     def _logits(self, array: np.ndarray) -> np.ndarray:
@@ -255,7 +258,7 @@ class OnnxEngine:
             "provider": self.provider,
             "precision": "fp32",
             "io_binding": self.io_binding,
-            **({} if self.io_binding else {"cpu_threads": self.threads}),  # slices of a batch run at once, one thread each
+            **({} if self.io_binding else {"cpu_threads": self.threads}),  # slices of a batch run at once, one ORT thread each
             "onnx_file": str(self.path),
             "onnx_sha256": self.sha256,
             "onnxruntime": ort.__version__,

@@ -71,7 +71,7 @@ def test_export_tiny_cnn_is_checked_verified_and_self_describing(tiny_model, tmp
         assert torch.equal(engine.classify(images), loaded.model(images).argmax(1))
 
 
-def test_cpu_threads_run_slices_of_a_batch_at_once_with_the_classes_of_one_run(tiny_model, tmp_path):
+def test_cpu_threads_share_slices_of_a_batch_with_the_classes_of_one_run(tiny_model, tmp_path):
     report = export_onnx(load_classifier("tiny-cnn", 0.25), tmp_path / "tiny.onnx")
     images = torch.rand(64, 1, 28, 28) + 0.5 * torch.randn(64, 1, 28, 28)
     threads = torch.get_num_threads()
@@ -87,9 +87,9 @@ def test_cpu_threads_run_slices_of_a_batch_at_once_with_the_classes_of_one_run(t
     run_slice = sliced._logits
     sliced._logits = lambda array: sizes.append(len(array)) or run_slice(array)
     assert torch.equal(sliced.classify(images), single.classify(images))
-    assert sorted(sizes) == [21, 21, 22]  # one slice per thread, consecutive rows
+    assert sorted(sizes) == [10, 10, 11, 11, 11, 11]  # two slices per thread, consecutive rows
     sizes.clear()
-    assert torch.equal(sliced.classify(images[:5]), single.classify(images[:5])) and sizes == [5]  # too few rows to cut
+    assert torch.equal(sliced.classify(images[:11]), single.classify(images[:11])) and sizes == [11]  # too few rows to cut
 
 
 def test_export_of_the_shipped_default_model_round_trips_its_metadata(tmp_path):
