@@ -48,8 +48,8 @@ def test_failure_rate_is_at_most_alpha(name, extra):
 
 def test_horvath_without_bonferroni_fails_the_check(monkeypatch):
     """Negative control: each of the 4 steps at the full alpha instead of alpha / 4."""
-    exact = bounds.cp_lower
-    monkeypatch.setattr(horvath, "cp_lower", lambda k, n, alpha: exact(k, n, alpha * 4))
+    exact = horvath.clopper_pearson_lower
+    monkeypatch.setattr(horvath, "clopper_pearson_lower", lambda k, n, alpha: exact(k, n, alpha * 4))
     wrong, trials = failures("horvath", HORVATH)
     assert clearly_above_alpha(wrong, trials), wrong
 

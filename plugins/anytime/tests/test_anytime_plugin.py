@@ -19,8 +19,8 @@ from certkit.cli.main import build_app
 from certkit.interfaces import CertifySettings
 from certkit.sampling import drive
 from certkit.smoothers import GaussianSmoother
-from certkit.stats import betting_lower, clopper_pearson_lower
-from certkit_anytime.bounds import betting_thresholds, kt_log_wealth, largest_reachable, union_looks, union_levels, union_thresholds
+from certkit.stats import betting_log_wealth, betting_lower, clopper_pearson_lower
+from certkit_anytime.bounds import betting_thresholds, largest_reachable, union_looks, union_levels, union_thresholds
 from certkit_anytime.common import probability_for
 
 NAMES = ("horvath", "cs-union", "cs-betting")
@@ -79,7 +79,7 @@ def test_betting_thresholds_are_where_certkits_betting_bound_passes_q():
     thresholds = betting_thresholds(q, alpha, n)
     k = int(thresholds[n])
     assert betting_lower(k, n, alpha) > q >= betting_lower(k - 1, n, alpha)
-    assert kt_log_wealth(k, n, q) > np.log(1 / alpha) >= kt_log_wealth(k - 1, n, q)
+    assert betting_log_wealth(k, n, q) > np.log(1 / alpha) >= betting_log_wealth(k - 1, n, q)
     assert np.all(np.diff(thresholds[1:]) >= 0)  # a running minimum from the end
 
 

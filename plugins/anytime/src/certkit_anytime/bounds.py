@@ -24,33 +24,10 @@ import math
 
 import numpy as np
 
-# scipy is imported where it is used: scipy.stats takes ~0.8 s to import, and this module is
-# imported when the plugin registers, i.e. by every `certkit` command that loads plugins.
-
-KT_PRIOR = 0.5
-
-
-def cp_lower(successes: int, trials: int, alpha: float) -> float:
-    """One-sided (1 - alpha) Clopper-Pearson lower bound (0 for no hits)."""
-    from scipy.stats import beta
-
-    return 0.0 if successes <= 0 else float(beta.ppf(alpha, successes, trials - successes + 1))
-
-
-def cp_upper(successes: int, trials: int, alpha: float) -> float:
-    """One-sided (1 - alpha) Clopper-Pearson upper bound (1 for all hits)."""
-    from scipy.stats import beta
-
-    return 1.0 if successes >= trials else float(beta.ppf(1 - alpha, successes + 1, trials - successes))
-
-
-def kt_log_wealth(successes, trials, p, prior: float = KT_PRIOR):
-    """log M_n(p) of the Krichevsky-Trofimov mixture, Beta(prior, prior) over the hit rate."""
-    from scipy.special import betaln, xlog1py, xlogy
-
-    k, n = np.asarray(successes, dtype=float), np.asarray(trials, dtype=float)
-    return betaln(k + prior, n - k + prior) - betaln(prior, prior) - xlogy(k, p) - xlog1py(n - k, -np.asarray(p, dtype=float))
-
+# The Krichevsky-Trofimov wealth is certkit's own (the sequential certifier's betting option uses
+# it too). scipy is imported where it is used: scipy.stats takes ~0.8 s to import, and this module
+# is imported when the plugin registers, i.e. by every `certkit` command that loads plugins.
+from certkit.stats import KT_PRIOR, betting_log_wealth
 
 def union_looks(n_max: int, ratio: float, start: int) -> tuple[np.ndarray, np.ndarray]:
     """Sample sizes of the union bound's looks up to ``n_max`` and their indices t = 1, 2, ...:
@@ -98,7 +75,7 @@ def betting_thresholds(q: float, alpha: float, n_max: int, prior: float = KT_PRI
         if not open_.any():
             break
         middle = (low + high) // 2
-        passes = kt_log_wealth(np.minimum(middle, n), n, q, prior) > target
+        passes = betting_log_wealth(np.minimum(middle, n), n, q, prior) > target
         high = np.where(open_ & passes, middle, high)
         low = np.where(open_ & ~passes, middle + 1, low)
     thresholds = np.where(low <= n, low, never)

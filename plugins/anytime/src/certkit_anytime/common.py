@@ -62,13 +62,3 @@ def probability_for(smoother: Smoother, radius: float) -> float:
 def certificate(smoother: Smoother, prediction: int, radius: float, p_lower: float, samples: int, n: int, count: int, selection_count: int) -> Certificate:
     """A certificate in the norm of the smoother's radius (L2 for a smoother that names none)."""
     return Certificate(prediction, radius, p_lower, samples, n, count, selection_count, norm=getattr(smoother, "norm", "l2"))
-
-
-def drive(process: CertifyProcess, sample: CountSampler) -> Certificate:
-    """Run a certifier process against a one-image ``sample(stage, num)`` callable."""
-    try:
-        request = next(process)
-        while True:
-            request = process.send(sample(*request))
-    except StopIteration as finished:
-        return finished.value

@@ -27,9 +27,10 @@ import numpy as np
 
 from certkit import ABSTAIN, Certificate, CertkitError, Smoother
 from certkit.interfaces import CertifyProcess, CertifySettings, CountSampler
+from certkit.sampling import drive
 
 from certkit_anytime.bounds import KT_PRIOR, decision_thresholds, largest_reachable
-from certkit_anytime.common import certificate, drive, probability_for, read_options, target_radius
+from certkit_anytime.common import certificate, probability_for, read_options, target_radius
 
 DEFAULT_CHECK_EVERY = 100  # one noise block: the reference checks after every sample
 

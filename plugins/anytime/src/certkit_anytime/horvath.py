@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from certkit import ABSTAIN, Certificate, CertkitError, Smoother
 from certkit.interfaces import CertifyProcess, CertifySettings, CountSampler
+from certkit.sampling import drive
+from certkit.stats import clopper_pearson_lower, clopper_pearson_upper
 
-from certkit_anytime.common import certificate, drive, probability_for, read_options, steps, target_radius
-from certkit_anytime.bounds import cp_lower, cp_upper
+from certkit_anytime.common import certificate, probability_for, read_options, steps, target_radius
 
 PAPER_STEPS = (100, 1000, 10_000, 120_000)
 DEFAULT_BETA = 1e-4  # the reference code's default (its --beta)
@@ -66,7 +67,7 @@ class HorvathCertifier:
         """Refuse a target radius that the last step cannot certify even with every sample a hit."""
         options = self._options(settings)
         last = options["steps"][-1]
-        largest = smoother.radius(cp_lower(last, last, settings.alpha / len(options["steps"])))
+        largest = smoother.radius(clopper_pearson_lower(last, last, settings.alpha / len(options["steps"])))
         if options["radius"] > largest:
             raise CertkitError(
                 f"horvath cannot certify radius {options['radius']:g} with steps {','.join(map(str, options['steps']))} at alpha = {settings.alpha}: "
@@ -97,9 +98,9 @@ class HorvathCertifier:
             estimation = yield _stage("estimation", step), size
             samples += settings.n0 + size
             count = int(estimation[candidate])
-            p_lower = cp_lower(count, size, lower_level)
+            p_lower = clopper_pearson_lower(count, size, lower_level)
             if p_lower > 0.5 and smoother.radius(p_lower) >= radius:
                 return certificate(smoother, candidate, smoother.radius(p_lower), p_lower, samples, size, count, int(selection[candidate]))
-            if step < len(sizes) and cp_upper(count, size, upper_level) < target:
+            if step < len(sizes) and clopper_pearson_upper(count, size, upper_level) < target:
                 break  # the target radius is out of reach: not worth the next step
         return certificate(smoother, ABSTAIN, 0.0, p_lower, samples, size, count, int(selection[candidate]))

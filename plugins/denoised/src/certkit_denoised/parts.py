@@ -4,7 +4,6 @@ and the classifier (any registered classifier, through ``certkit.load_classifier
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from certkit import InputSpec, LoadedClassifier
+from certkit.checkpoints import sha256_of
 
 from certkit_denoised.diffusion import DenoiserError, DiffusionModel, OneShotDenoiser, diffusers_dir_sha256, load_diffusers_dir, unet_mini
 from certkit_denoised.dncnn import dncnn_mini
@@ -55,14 +55,6 @@ class DenoiserPart:
 def shipped_dncnn() -> dict[float, Path]:
     """Shipped DnCNN denoisers, one per sigma: ``dncnn-mini-sigma<sigma>.safetensors``."""
     return {float(p.stem.split("-sigma")[-1]): p for p in sorted(WEIGHTS.glob("dncnn-mini-sigma*.safetensors"))}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _shipped_path(name: str, sigma: float) -> Path:
@@ -118,10 +110,10 @@ def load_denoiser(denoiser: str | None, checkpoint: Path | None, sigma: float, c
         return _diffusion_part(model, f"diffusers:{path.name}", str(path), diffusers_dir_sha256(path), sigma, clip)
     model, name, options = _read_certkit_denoiser(path)
     if isinstance(model, DiffusionModel):
-        return _diffusion_part(model, name, str(path), _sha256(path), sigma, clip)
+        return _diffusion_part(model, name, str(path), sha256_of(path), sigma, clip)
     trained = options.get("sigma")
     trained = float(trained) if isinstance(trained, (int, float)) else None
-    return DenoiserPart(model, name, str(path), _sha256(path), model.input_spec, trained, f"trained for sigma {trained:g}" if trained else "")
+    return DenoiserPart(model, name, str(path), sha256_of(path), model.input_spec, trained, f"trained for sigma {trained:g}" if trained else "")
 
 
 def _diffusion_part(model: DiffusionModel, name: str, checkpoint: str, sha: str, sigma: float, clip: bool) -> DenoiserPart:
