@@ -25,12 +25,14 @@ for sigma in 0.25 0.5 1.0; do
   certkit finetune --model cnn-mini --sigma "$sigma" --no-consistency --label-smoothing 0 --drop-path 0 \
     --epochs 30 --batch 128 --seed 0 --save-every 10 --out-dir "$runs/cnn-mini-sigma$sigma"
 done
-# 5. DMAE at sigma 1.0: tools/train_default_model.sh's pretraining, then fine-tuning at 1.0.
+# 5. DMAE at sigma 1.0: the commands of tools/train_default_model.sh (pretraining 60 epochs, then
+#    fine-tuning 80 epochs as shipped since 2026-12-02), fine-tuned at 1.0. A pretraining run of
+#    that script can be reused: pass its weights.safetensors to --init and skip the first command.
 certkit pretrain dmae --model mae-vit-mini --epochs 60 --batch 128 --blr 1.5e-3 \
   --warmup-epochs 5 --save-every 20 --seed 0 --out-dir "$runs/dmae-pretrain"
 certkit finetune --model vit-mini --init "$runs/dmae-pretrain/weights.safetensors" --sigma 1.0 \
-  --epochs 20 --batch 128 --blr 1e-3 --warmup-epochs 2 --layer-decay 0.75 \
-  --drop-path 0.1 --save-every 10 --seed 0 --out-dir "$runs/dmae-sigma1.0"
+  --epochs 80 --batch 128 --blr 1e-3 --warmup-epochs 2 --layer-decay 0.75 \
+  --drop-path 0.1 --save-every 20 --seed 0 --out-dir "$runs/dmae-sigma1.0"
 
 # What ships:
 #   cp $runs/vit-mini-clean/weights.safetensors plugins/denoised/src/certkit_denoised/weights/vit-mini-clean.safetensors
