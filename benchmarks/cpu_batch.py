@@ -8,8 +8,8 @@ interleaved, rotating who goes first, and the median over ``--rounds`` rounds is
     OMP_NUM_THREADS=1 python benchmarks/cpu_batch.py --model resnet-mini --random   # random weights
     OMP_NUM_THREADS=2 python benchmarks/cpu_batch.py --batches 32,64,128 --rounds 5
 
-With more than one thread, ``onnx`` (certkit's engine: each batch cut into one slice per thread,
-the slices run at once, one ONNX Runtime thread each) is also measured against ``onnx-intra``,
+With more than one thread, ``onnx`` (certkit's engine: each batch cut into two slices per
+thread, a pool of that many threads running them, one ONNX Runtime thread each) is also measured against ``onnx-intra``,
 one run per batch with ONNX Runtime's own intra-op threads (what the engine did before).
 """
 

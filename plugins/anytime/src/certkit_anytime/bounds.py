@@ -29,6 +29,7 @@ import numpy as np
 # is imported when the plugin registers, i.e. by every `certkit` command that loads plugins.
 from certkit.stats import KT_PRIOR, betting_log_wealth
 
+
 def union_looks(n_max: int, ratio: float, start: int) -> tuple[np.ndarray, np.ndarray]:
     """Sample sizes of the union bound's looks up to ``n_max`` and their indices t = 1, 2, ...:
     n is a look when it first exceeds ratio^k, after which k grows by one."""

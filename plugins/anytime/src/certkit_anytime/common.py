@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from certkit import Certificate, CertkitError, Smoother
-from certkit.interfaces import CertifyProcess, CountSampler
 
 
 def read_options(certifier: str, extra: Mapping[str, Any], known: Mapping[str, Callable[[Any], Any]], defaults: Mapping[str, Any], example: str) -> dict[str, Any]:
