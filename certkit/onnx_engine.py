@@ -210,8 +210,9 @@ class OnnxEngine:
             # ORT does not read OMP_NUM_THREADS; follow torch's thread count so both engines share
             # the CPU alike: that many slices of each batch at once, one thread each.
             self.session = make_session(self.path, [CPU_PROVIDER], threads=1)
-        self.threads = 1 if wants_cuda else max(1, torch.get_num_threads())
-        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="certkit-onnx") if self.threads > 1 else None
+        # None when CUDA was asked for: on a fallback to the CPU, ORT keeps its own threads.
+        self.threads = None if wants_cuda else max(1, torch.get_num_threads())
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="certkit-onnx") if self.threads and self.threads > 1 else None
         self.provider = self.session.get_providers()[0]
         self.io_binding = self.provider == CUDA_PROVIDER
         self.device = torch.device("cuda", device.index or 0) if self.io_binding else torch.device("cpu")
@@ -258,7 +259,7 @@ class OnnxEngine:
             "provider": self.provider,
             "precision": "fp32",
             "io_binding": self.io_binding,
-            **({} if self.io_binding else {"cpu_threads": self.threads}),  # slices of a batch run at once, one ORT thread each
+            **({} if self.threads is None else {"cpu_threads": self.threads}),  # slices of a batch run at once, one ORT thread each
             "onnx_file": str(self.path),
             "onnx_sha256": self.sha256,
             "onnxruntime": ort.__version__,
