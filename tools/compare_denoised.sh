@@ -10,7 +10,9 @@
 #   bash tools/compare_denoised.sh runs/denoised "0.5 0.25" carlini &
 #   bash tools/compare_denoised.sh runs/denoised "0.5 0.25" "dmae gaussian salman"; wait
 #   bash tools/compare_denoised.sh runs/denoised "0.5 0.25"     # the tables, plots and tests
-# Tables and tests are written only by a run given all four methods.
+# Tables and tests are written only by a run given all four methods; the best-sigma envelopes
+# (certkit report --envelope per method, tools/plot_envelopes.py for all four) by one given all
+# four methods, over the sigmas it is given.
 # --stop-if-wrong cuts an image after selection when the selected class is not its label: the
 # certified accuracies, ACR and clean accuracy are those of the full run by construction, and
 # the images whose selection is wrong (13-30% of them at sigma 0.5) cost N0 instead of N0 + N.
@@ -50,3 +52,13 @@ for method in dmae gaussian salman carlini; do
   for sigma in $sigmas; do files+=("$runs/compare/sigma$sigma/$method.tsv"); done
   certkit report "${files[@]}" --envelope --radii 0:2:0.25 --out-dir "$runs/compare" --name "envelope-$method"
 done
+# The four envelopes side by side: one table (best sigma in brackets), the sign tests, one plot.
+envelopes=()
+for method in dmae gaussian salman carlini; do
+  files=()
+  for sigma in $sigmas; do files+=("$runs/compare/sigma$sigma/$method.tsv"); done
+  label=$(case "$method" in dmae) echo DMAE ;; gaussian) echo Gaussian ;; salman) echo Salman ;; carlini) echo Carlini ;; esac)
+  envelopes+=("$label=$(IFS=,; echo "${files[*]}")")
+done
+python tools/plot_envelopes.py "${envelopes[@]}" --radii 0:2:0.25 --out "$runs/compare/envelopes.png" \
+  --title "Best sigma per radius (sigma in $sigmas)" > "$runs/compare/envelopes.md"
