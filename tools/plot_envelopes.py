@@ -28,10 +28,12 @@ from certkit.results.reader import ResultsFile, read_results
 
 
 def best_file(files: list[ResultsFile], radius: float) -> int:
-    """Index of the file with the highest certified accuracy at ``radius`` (the smaller sigma on a tie)."""
-    accuracy = np.array([certified_accuracy(f, [radius])[0] for f in files])
-    ties = np.flatnonzero(accuracy == np.nanmax(accuracy))
-    return int(min(ties, key=lambda i: float(files[i].metadata["sigma"])))
+    """Index of the file with the highest certified accuracy at ``radius``, among the files that
+    can reach it (all of them when none can); the smaller sigma on a tie."""
+    reaching = [i for i, f in enumerate(files) if (reach_of(f) or np.inf) >= radius * (1 - 1e-9)] or list(range(len(files)))
+    accuracy = {i: certified_accuracy(files[i], [radius])[0] for i in reaching}
+    top = max(accuracy.values())
+    return min((i for i in reaching if accuracy[i] == top), key=lambda i: float(files[i].metadata["sigma"]))
 
 
 def certified_images(result: ResultsFile, radius: float) -> dict[int, bool]:
