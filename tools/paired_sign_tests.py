@@ -21,15 +21,20 @@ import numpy as np
 from scipy.stats import binomtest
 
 from certkit.results.metrics import parse_radii
-from certkit.results.reader import read_results
+from certkit.results.reader import ResultsFile, read_results
 
 
-def certified_at(path: Path, radii: list[float]) -> tuple[np.ndarray, np.ndarray]:
+def certified_at(result: ResultsFile, radii: list[float]) -> tuple[np.ndarray, np.ndarray]:
     """Image indices (sorted) and a [len(radii), images] bool array: certified correctly at r."""
-    result = read_results(path)
     order = np.argsort(result.idx)
     radius = np.where(result.correct[order] == 1, result.radius[order], -np.inf)
     return result.idx[order], radius[None, :] >= np.asarray(radii)[:, None]
+
+
+def sign_test(a: np.ndarray, b: np.ndarray) -> tuple[int, int, float]:
+    """Images only ``a`` certifies, images only ``b`` certifies, and the two-sided p of that split."""
+    only_a, only_b = int((a & ~b).sum()), int((b & ~a).sum())
+    return only_a, only_b, binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
 
 
 def main() -> None:
@@ -41,14 +46,13 @@ def main() -> None:
     methods = {}
     for entry in options.files:
         label, _, path = entry.partition("=")
-        methods[label] = certified_at(Path(path), radii)
+        methods[label] = certified_at(read_results(Path(path)), radii)
     print("| r | A | B | only A | only B | p (two-sided) |\n|---:|---|---|---:|---:|---:|")
     for (label_a, (idx_a, a)), (label_b, (idx_b, b)) in itertools.combinations(methods.items(), 2):
         if not np.array_equal(idx_a, idx_b):
             raise SystemExit(f"{label_a} and {label_b} hold different images; certify both on the same ones.")
         for i, r in enumerate(radii):
-            only_a, only_b = int((a[i] & ~b[i]).sum()), int((b[i] & ~a[i]).sum())
-            p = binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
+            only_a, only_b, p = sign_test(a[i], b[i])
             print(f"| {r:g} | {label_a} | {label_b} | {only_a} | {only_b} | {p:.2g} |")
 
 

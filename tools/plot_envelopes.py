@@ -20,11 +20,11 @@ import itertools
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import binomtest
 
-from certkit.results.metrics import certified_accuracy, fine_radius_grid, parse_radii, reach_of
+from certkit.results.metrics import certified_accuracy, envelope, fine_radius_grid, parse_radii, reach_of
 from certkit.results.plot import Curve, plot_certified_accuracy
 from certkit.results.reader import ResultsFile, read_results
+from paired_sign_tests import certified_at, sign_test  # tools/, beside this script
 
 
 def best_file(files: list[ResultsFile], radius: float) -> int:
@@ -34,10 +34,6 @@ def best_file(files: list[ResultsFile], radius: float) -> int:
     accuracy = {i: certified_accuracy(files[i], [radius])[0] for i in reaching}
     top = max(accuracy.values())
     return min((i for i in reaching if accuracy[i] == top), key=lambda i: float(files[i].metadata["sigma"]))
-
-
-def certified_images(result: ResultsFile, radius: float) -> dict[int, bool]:
-    return {int(i): bool(c == 1 and r >= radius) for i, c, r in zip(result.idx, result.correct, result.radius)}
 
 
 def main() -> None:
@@ -71,20 +67,17 @@ def main() -> None:
             cells.append(f"{100 * certified_accuracy(best, [r])[0]:.1f} (σ {float(best.metadata['sigma']):g})")
         print(f"| {label} | " + " | ".join(cells) + " |")
         fine = fine_radius_grid(files)
-        accuracy = np.nanmax(np.stack([certified_accuracy(f, fine) for f in files]), axis=0)
-        curves.append(Curve(label, fine, accuracy, files[0].norm, reach))
+        curves.append(Curve(label, fine, envelope(files, fine), files[0].norm, reach))
     print("\n— = beyond every sigma's reach with this N and alpha.\n")
 
     print("| r | A (σ) | B (σ) | only A | only B | p (two-sided) |\n|---:|---|---|---:|---:|---:|")
     for (label_a, files_a), (label_b, files_b) in itertools.combinations(methods.items(), 2):
         for r in tests:
             a, b = files_a[best_file(files_a, r)], files_b[best_file(files_b, r)]
-            certified_a, certified_b = certified_images(a, r), certified_images(b, r)
-            if certified_a.keys() != certified_b.keys():
+            (idx_a, certified_a), (idx_b, certified_b) = certified_at(a, [r]), certified_at(b, [r])
+            if not np.array_equal(idx_a, idx_b):
                 raise SystemExit(f"{label_a} and {label_b} hold different images; certify both on the same ones.")
-            only_a = sum(certified_a[i] and not certified_b[i] for i in certified_a)
-            only_b = sum(certified_b[i] and not certified_a[i] for i in certified_a)
-            p = binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
+            only_a, only_b, p = sign_test(certified_a[0], certified_b[0])
             sigmas = f"{float(a.metadata['sigma']):g}", f"{float(b.metadata['sigma']):g}"
             print(f"| {r:g} | {label_a} ({sigmas[0]}) | {label_b} ({sigmas[1]}) | {only_a} | {only_b} | {p:.2g} |")
 
