@@ -48,19 +48,15 @@ for sigma in $sigmas; do
     "Carlini=$out/carlini.tsv" --radii "$tests" > "$out/sign-tests.md"
 done
 [ "$methods" = "dmae gaussian salman carlini" ] || exit 0
-# Best sigma per radius, per method (certkit report --envelope over the method's sigmas).
-for method in dmae gaussian salman carlini; do
+# Best sigma per radius: per method (certkit report --envelope over the method's sigmas), then
+# the four side by side (one table with the best sigma in brackets, the sign tests, one plot).
+envelopes=()
+for entry in dmae:DMAE gaussian:Gaussian salman:Salman carlini:Carlini; do
+  method=${entry%%:*}
   files=()
   for sigma in $sigmas; do files+=("$runs/compare/sigma$sigma/$method.tsv"); done
   certkit report "${files[@]}" --envelope --radii 0:2:0.25 --out-dir "$runs/compare" --name "envelope-$method"
-done
-# The four envelopes side by side: one table (best sigma in brackets), the sign tests, one plot.
-envelopes=()
-for method in dmae gaussian salman carlini; do
-  files=()
-  for sigma in $sigmas; do files+=("$runs/compare/sigma$sigma/$method.tsv"); done
-  label=$(case "$method" in dmae) echo DMAE ;; gaussian) echo Gaussian ;; salman) echo Salman ;; carlini) echo Carlini ;; esac)
-  envelopes+=("$label=$(IFS=,; echo "${files[*]}")")
+  envelopes+=("${entry##*:}=$(IFS=,; echo "${files[*]}")")
 done
 python tools/plot_envelopes.py "${envelopes[@]}" --radii 0:2:0.25 --out "$runs/compare/envelopes.png" \
   --title "Best sigma per radius (sigma in $sigmas)" > "$runs/compare/envelopes.md"

@@ -27,13 +27,13 @@ from certkit.results.reader import ResultsFile, read_results
 from paired_sign_tests import certified_at, sign_test  # tools/, beside this script
 
 
-def best_file(files: list[ResultsFile], radius: float) -> int:
-    """Index of the file with the highest certified accuracy at ``radius``, among the files that
-    can reach it (all of them when none can); the smaller sigma on a tie."""
+def best_file(files: list[ResultsFile], radius: float) -> ResultsFile:
+    """The file with the highest certified accuracy at ``radius``, among the files that can
+    reach it (all of them when none can); the smaller sigma on a tie."""
     reaching = [i for i, f in enumerate(files) if (reach_of(f) or np.inf) >= radius * (1 - 1e-9)] or list(range(len(files)))
     accuracy = {i: certified_accuracy(files[i], [radius])[0] for i in reaching}
     top = max(accuracy.values())
-    return min((i for i in reaching if accuracy[i] == top), key=lambda i: float(files[i].metadata["sigma"]))
+    return files[min((i for i in reaching if accuracy[i] == top), key=lambda i: float(files[i].metadata["sigma"]))]
 
 
 def main() -> None:
@@ -63,7 +63,7 @@ def main() -> None:
             if reach is not None and r > reach * (1 + 1e-9):
                 cells.append("—")
                 continue
-            best = files[best_file(files, r)]
+            best = best_file(files, r)
             cells.append(f"{100 * certified_accuracy(best, [r])[0]:.1f} (σ {float(best.metadata['sigma']):g})")
         print(f"| {label} | " + " | ".join(cells) + " |")
         fine = fine_radius_grid(files)
@@ -73,7 +73,7 @@ def main() -> None:
     print("| r | A (σ) | B (σ) | only A | only B | p (two-sided) |\n|---:|---|---|---:|---:|---:|")
     for (label_a, files_a), (label_b, files_b) in itertools.combinations(methods.items(), 2):
         for r in tests:
-            a, b = files_a[best_file(files_a, r)], files_b[best_file(files_b, r)]
+            a, b = best_file(files_a, r), best_file(files_b, r)
             (idx_a, certified_a), (idx_b, certified_b) = certified_at(a, [r]), certified_at(b, [r])
             if not np.array_equal(idx_a, idx_b):
                 raise SystemExit(f"{label_a} and {label_b} hold different images; certify both on the same ones.")
